@@ -1,0 +1,1 @@
+"""Maintenance bridge: change-management webhooks to BigPanda maintenance plans."""

@@ -1,0 +1,98 @@
+"""Settings: one frozen dataclass built once per process from the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+
+DEFAULT_API_URL = "https://api.bigpanda.io"
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a process needs to know about its surroundings."""
+
+    redis_url: str | None = None
+    bigpanda_api_url: str = DEFAULT_API_URL
+    bigpanda_api_key: str | None = field(default=None, repr=False)
+    sandbox: bool = False
+    sandbox_token: str | None = field(default=None, repr=False)
+    mappings_dir: Path = Path("mappings")
+    admin_token: str | None = field(default=None, repr=False)
+    port: int = 5000
+    max_body_bytes: int = MIB
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    # The environment mapping files take their secrets from (by variable name).
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read the environment once; an invalid value fails naming its variable."""
+        env = dict(os.environ if environ is None else environ)
+        port = _int(env, "PORT", 5000)
+        key = env.get("BIGPANDA_API_KEY") or None
+        sandbox = env.get("BRIDGE_SANDBOX") == "1" and key is None
+        default_url = f"http://127.0.0.1:{port}/sandbox" if sandbox else DEFAULT_API_URL
+        return cls(
+            redis_url=env.get("REDIS_URL") or None,
+            bigpanda_api_url=env.get("BIGPANDA_API_URL") or default_url,
+            bigpanda_api_key=key,
+            sandbox=sandbox,
+            sandbox_token=env.get("BRIDGE_SANDBOX_TOKEN") or None,
+            mappings_dir=Path(env.get("BRIDGE_MAPPINGS") or "mappings"),
+            admin_token=env.get("BRIDGE_ADMIN_TOKEN") or None,
+            port=port,
+            max_body_bytes=_int(env, "BRIDGE_MAX_BODY_BYTES", MIB),
+            connect_timeout=_float(env, "BIGPANDA_CONNECT_TIMEOUT", 5.0),
+            read_timeout=_float(env, "BIGPANDA_READ_TIMEOUT", 30.0),
+            secrets=env,
+        )
+
+    @property
+    def bigpanda_token(self) -> str:
+        """The bearer token the worker sends: the real key, or the sandbox's."""
+        token = self.bigpanda_api_key or (self.sandbox_token if self.sandbox else None)
+        if not token:
+            raise ConfigError(
+                "BIGPANDA_API_KEY is not set (set BRIDGE_SANDBOX=1 with BRIDGE_SANDBOX_TOKEN "
+                "to target the built-in sandbox instead)"
+            )
+        return token
+
+    def require_service(self) -> None:
+        """Fail fast, naming the variable, when web or worker cannot run as configured."""
+        if not self.redis_url:
+            raise ConfigError("REDIS_URL is not set")
+        self.bigpanda_token  # noqa: B018 - raises when neither a key nor the sandbox is set
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {raw!r}")
+    return value

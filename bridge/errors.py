@@ -1,0 +1,84 @@
+"""The exception tree: every error carries a reason a human can act on."""
+
+from __future__ import annotations
+
+
+class BridgeError(Exception):
+    """Base of every error the bridge raises on purpose."""
+
+    status = 500
+    title = "Internal error"
+
+
+class ConfigError(BridgeError):
+    """A setting, secret or mapping file is missing or invalid; the process must not start."""
+
+
+class UnknownSource(BridgeError):
+    status = 404
+    title = "Unknown source"
+
+
+class PayloadTooLarge(BridgeError):
+    status = 413
+    title = "Payload too large"
+
+
+class AuthError(BridgeError):
+    status = 401
+    title = "Unauthorized"
+
+
+class UnsupportedMediaType(BridgeError):
+    status = 415
+    title = "Unsupported media type"
+
+
+class BadPayload(BridgeError):
+    status = 400
+    title = "Bad request"
+
+
+class FieldError(BridgeError):
+    """Input fields that are present but wrong; each error names its field."""
+
+    status = 422
+    title = "Invalid change"
+
+    def __init__(self, errors: list[tuple[str, str]]):
+        self.errors = errors
+        super().__init__("; ".join(f"{field}: {message}" for field, message in errors))
+
+
+class InvalidChange(FieldError):
+    """One field of a change is missing or wrong."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__([(field, message)])
+
+
+class QueueUnavailable(BridgeError):
+    status = 503
+    title = "Queue unavailable"
+
+
+class BigPandaError(BridgeError):
+    """A BigPanda call failed; `status` is BigPanda's HTTP status (0 when none came back)."""
+
+    def __init__(self, http_status: int, message: str):
+        self.http_status = http_status
+        self.message = message
+        super().__init__(f"BigPanda {http_status or 'no answer'}: {message}")
+
+
+class TransientError(BigPandaError):
+    """Worth retrying: timeouts, connection errors, 429 and 5xx."""
+
+    def __init__(self, http_status: int, message: str, retry_after: float | None = None):
+        self.retry_after = retry_after
+        super().__init__(http_status, message)
+
+
+class PermanentError(BigPandaError):
+    """Not worth retrying: any other 4xx; BigPanda's message is kept."""
