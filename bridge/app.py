@@ -1,0 +1,119 @@
+"""The Flask app factory: blueprints, health checks and problem+json error answers."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, g, request
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue
+from rq.serializers import JSONSerializer
+from werkzeug.exceptions import HTTPException
+
+from . import webhooks
+from .config import Settings
+from .errors import BridgeError, ConfigError, FieldError
+from .jobs import QUEUE_NAME
+from .mapping.loader import load_mappings
+from .runtime import Runtime
+from .sandbox import create_sandbox
+from .store import Store, connect
+
+log = logging.getLogger(__name__)
+health = Blueprint("health", __name__)
+
+
+def create_app(settings: Settings | None = None, redis: Redis | None = None) -> Flask:
+    """Build the web app; refuses to start on an invalid mapping file or a missing secret."""
+    settings = settings or Settings.from_env()
+    if redis is None:
+        settings.require_service()
+        redis = connect(settings.redis_url)  # type: ignore[arg-type]
+    mappings = load_mappings(settings.mappings_dir, settings.secrets)
+    queue = Queue(QUEUE_NAME, connection=redis, serializer=JSONSerializer)
+    app = Flask("bridge")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.extensions["bridge"] = Runtime(settings, redis, Store(redis), queue, mappings)
+    app.register_blueprint(webhooks.blueprint)
+    app.register_blueprint(health)
+    if settings.sandbox:
+        if not settings.sandbox_token:
+            raise ConfigError("BRIDGE_SANDBOX=1 needs BRIDGE_SANDBOX_TOKEN (bridge dev sets both)")
+        app.register_blueprint(create_sandbox(redis, settings.sandbox_token))
+    _register_error_handlers(app)
+    app.before_request(_assign_request_id)
+    app.after_request(_echo_request_id)
+    return app
+
+
+@health.get("/healthz")
+def healthz() -> dict[str, str]:
+    """Liveness: 200 while the process serves."""
+    return {"status": "ok"}
+
+
+@health.get("/readyz")
+def readyz() -> tuple[dict[str, Any], int]:
+    """Readiness: Redis answers and the mapping files are loaded."""
+    runtime: Runtime = current_app.extensions["bridge"]
+    try:
+        runtime.redis.ping()
+    except RedisError:
+        return {"status": "unavailable", "reason": "redis does not answer"}, 503
+    if not runtime.mappings:
+        return {"status": "unavailable", "reason": "no mapping files loaded"}, 503
+    return {"status": "ready", "sources": sorted(runtime.mappings)}, 200
+
+
+def _assign_request_id() -> None:
+    supplied = request.headers.get("X-Request-Id", "")
+    g.request_id = supplied if 0 < len(supplied) <= 100 else uuid.uuid4().hex
+
+
+def _echo_request_id(response):
+    response.headers["X-Request-Id"] = g.get("request_id", "")
+    return response
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(BridgeError)
+    def bridge_error(exc: BridgeError):
+        errors = (
+            [{"field": f, "message": m} for f, m in exc.errors]
+            if isinstance(exc, FieldError)
+            else None
+        )
+        return problem(exc.status, exc.title, str(exc), errors)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        return problem(exc.code or 500, exc.name, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        log.exception("unhandled error, request %s", g.get("request_id"))
+        detail = f"internal error; quote request id {g.get('request_id')} when reporting it"
+        return problem(500, "Internal error", detail)
+
+
+def problem(status: int, title: str, detail: str, errors: list[dict[str, str]] | None = None):
+    """An RFC 9457 problem+json answer; `errors` lists each field and what is wrong with it."""
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    if g.get("request_id"):
+        body["request_id"] = g.request_id
+    response = current_app.json.response(body)
+    response.status_code = status
+    response.content_type = "application/problem+json"
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="bridge"'
+    return response

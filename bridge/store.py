@@ -1,0 +1,214 @@
+"""Redis state per maintenance_key: newest version and desired plan, plan id, pending job, history.
+
+The ingest path is one Lua script (one round trip): it orders the event against the newest seen,
+stores it, and tells the caller whether a reconcile must be enqueued or one is already pending.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from redis import Redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from .model import Decision, DesiredPlan, NoPlan, Plan
+
+PREFIX = "bridge:"
+LEDGER_MARKER = PREFIX + "ledger-marker"  # absent: the key -> plan id memory may have been lost
+KNOWN_KEYS = PREFIX + "keys"
+HISTORY_LENGTH = 50
+RQ_JOB_PREFIX = "rq:job:"
+
+Verdict = Literal["stale", "duplicate", "ignored", "joined", "enqueue"]
+
+# KEYS: change hash, history list, known-keys set, ledger marker.
+# ARGV: version JSON, decision JSON, "1" if the decision wants a plan, new job id, history JSON,
+#       RQ's job key prefix, history length.
+_INGEST = """
+local function compare(a, b)
+  for i = 1, math.max(#a, #b) do
+    local x, y = tonumber(a[i]) or 0, tonumber(b[i]) or 0
+    if x < y then return -1 elseif x > y then return 1 end
+  end
+  return 0
+end
+local function pending_job()
+  local id = redis.call('HGET', KEYS[1], 'pending')
+  if not id then return nil end
+  local status = redis.call('HGET', ARGV[6] .. id, 'status')
+  if status == 'queued' or status == 'scheduled' or status == 'deferred' then return id end
+  return nil  -- the job started (it reads the newest state) or its enqueue failed
+end
+local function answer(verdict, job)
+  local entry = cjson.decode(ARGV[5])
+  entry['result'] = verdict
+  redis.call('LPUSH', KEYS[2], cjson.encode(entry))
+  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[7]) - 1)
+  return {verdict, job or ''}
+end
+local stored = redis.call('HGET', KEYS[1], 'version')
+if stored then
+  local order = compare(cjson.decode(ARGV[1]), cjson.decode(stored))
+  if order < 0 then return answer('stale') end
+  local job = pending_job()
+  if order == 0 and redis.call('HGET', KEYS[1], 'desired') == ARGV[2]
+     and (job or redis.call('HEXISTS', KEYS[1], 'unclaimed') == 0) then
+    return answer('duplicate', job)
+  end
+end
+redis.call('HSET', KEYS[1], 'version', ARGV[1], 'desired', ARGV[2])
+redis.call('SADD', KEYS[3], string.sub(KEYS[1], #'bridge:change:' + 1))
+local job = pending_job()
+if ARGV[3] == '0' and not job and redis.call('EXISTS', KEYS[4]) == 1
+   and redis.call('HEXISTS', KEYS[1], 'plan_id') == 0
+   and redis.call('HEXISTS', KEYS[1], 'create_uncertain') == 0 then
+  return answer('ignored')  -- no plan wanted and none remembered: nothing to do
+end
+if job then return answer('joined', job) end
+redis.call('HSET', KEYS[1], 'pending', ARGV[4], 'unclaimed', '1')
+return answer('enqueue', ARGV[4])
+"""
+
+# The worker takes over the pending job: later events then enqueue a new one.
+_CLAIM = """
+if redis.call('HGET', KEYS[1], 'pending') == ARGV[1] then
+  redis.call('HDEL', KEYS[1], 'pending')
+end
+redis.call('HDEL', KEYS[1], 'unclaimed')
+"""
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    verdict: Verdict
+    job_id: str | None
+
+
+@dataclass(frozen=True)
+class KeyState:
+    """What the bridge remembers of one key when a reconcile starts."""
+
+    desired: Decision | None
+    plan_id: str | None
+    create_uncertain: bool
+
+
+def decision_to_json(decision: Decision) -> str:
+    if isinstance(decision, DesiredPlan):
+        return decision.to_json()
+    return json.dumps({"no_plan": decision.reason, "maintenance_key": decision.maintenance_key})
+
+
+def decision_from_json(text: str | bytes) -> Decision:
+    data = json.loads(text)
+    if "no_plan" in data:
+        return NoPlan(data["maintenance_key"], data["no_plan"])
+    return DesiredPlan.from_json(text if isinstance(text, str) else text.decode())
+
+
+class Store:
+    """The bridge's memory in Redis; every method is one or two round trips."""
+
+    def __init__(self, redis: Redis):
+        self.redis = redis
+        self._ingest = redis.register_script(_INGEST)
+        self._claim = redis.register_script(_CLAIM)
+
+    def ingest(
+        self, decision: Decision, version: Iterable[float], job_id: str, event: dict[str, Any]
+    ) -> IngestResult:
+        """Order, store and coalesce one event; tells whether to enqueue `job_id`."""
+        key = decision.maintenance_key
+        entry = {"at": int(time.time()), "event": "received", "version": list(version), **event}
+        verdict, job = self._ingest(
+            keys=[_change(key), _history(key), KNOWN_KEYS, LEDGER_MARKER],
+            args=[
+                json.dumps(list(version)),
+                decision_to_json(decision),
+                "1" if isinstance(decision, DesiredPlan) else "0",
+                job_id,
+                json.dumps(entry),
+                RQ_JOB_PREFIX,
+                HISTORY_LENGTH,
+            ],
+        )
+        return IngestResult(verdict.decode(), job.decode() or None)  # type: ignore[arg-type]
+
+    def claim(self, key: str, job_id: str) -> None:
+        """Mark the pending job as started so newer events enqueue a fresh reconcile."""
+        self._claim(keys=[_change(key)], args=[job_id])
+
+    def state(self, key: str) -> KeyState:
+        desired, plan_id, uncertain = self.redis.hmget(
+            _change(key), ["desired", "plan_id", "create_uncertain"]
+        )
+        return KeyState(
+            desired=decision_from_json(desired) if desired else None,
+            plan_id=plan_id.decode() if plan_id else None,
+            create_uncertain=bool(uncertain),
+        )
+
+    def remember_plan(self, key: str, plan_id: str | None) -> None:
+        """Store (or forget, with None) the BigPanda id of the key's plan."""
+        if plan_id:
+            self.redis.hset(_change(key), "plan_id", plan_id)
+        else:
+            self.redis.hdel(_change(key), "plan_id")
+
+    def set_create_uncertain(self, key: str, uncertain: bool) -> None:
+        """Set before a create, cleared once its answer is recorded: a crash leaves it set."""
+        if uncertain:
+            self.redis.hset(_change(key), "create_uncertain", "1")
+        else:
+            self.redis.hdel(_change(key), "create_uncertain")
+
+    def record(self, key: str, event: str, **details: Any) -> None:
+        entry = json.dumps({"at": int(time.time()), "event": event, **details})
+        with self.redis.pipeline() as pipe:
+            pipe.lpush(_history(key), entry).ltrim(_history(key), 0, HISTORY_LENGTH - 1)
+            pipe.execute()
+
+    def history(self, key: str) -> list[dict[str, Any]]:
+        """Newest first."""
+        return [json.loads(item) for item in self.redis.lrange(_history(key), 0, -1)]
+
+    def ledger_intact(self) -> bool:
+        return bool(self.redis.exists(LEDGER_MARKER))
+
+    def rebuild_ledger(self, plans: Iterable[Plan]) -> int:
+        """Remember the live plan of every key found in BigPanda, then set the marker."""
+        found = 0
+        with self.redis.pipeline() as pipe:
+            for plan in plans:
+                if plan.maintenance_key and plan.status != "ended":
+                    pipe.hset(_change(plan.maintenance_key), "plan_id", plan.id)
+                    pipe.sadd(KNOWN_KEYS, plan.maintenance_key)
+                    found += 1
+            pipe.set(LEDGER_MARKER, int(time.time()))
+            pipe.execute()
+        return found
+
+
+def connect(url: str) -> Redis:
+    """A connection for RQ and the store (bytes answers, as RQ needs). Few, short retries: a
+    webhook must get its 503 within the sender's timeout, not after redis-py's default backoff."""
+    return Redis.from_url(
+        url,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+        socket_connect_timeout=2,
+        socket_timeout=10,
+        health_check_interval=30,
+    )
+
+
+def _change(key: str) -> str:
+    return f"{PREFIX}change:{key}"
+
+
+def _history(key: str) -> str:
+    return f"{PREFIX}history:{key}"

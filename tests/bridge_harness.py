@@ -1,0 +1,110 @@
+"""Test harness: the sandbox BigPanda over real HTTP, the web app, and a real RQ worker."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from redis import Redis
+from rq import Queue, SimpleWorker
+from rq.serializers import JSONSerializer
+from werkzeug.serving import make_server
+
+from bridge import jobs
+from bridge.config import Settings
+from bridge.sandbox import create_sandbox
+
+PAYLOADS = Path(__file__).parent / "payloads"
+SANDBOX_TOKEN = "sandbox-test-token"
+SERVICENOW_TOKEN = "servicenow-test-token"
+INTERNAL_DATE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")
+STAMP = "%Y-%m-%d %H:%M:%S"
+
+
+@dataclass
+class RecordedBigPanda:
+    """The sandbox served on a local port, with every request it received."""
+
+    url: str
+    requests: list[tuple[str, str]] = field(default_factory=list)
+
+    def count(self, method: str, pattern: str = "") -> int:
+        return sum(1 for m, path in self.requests if m == method and re.search(pattern, path))
+
+
+@contextmanager
+def serve_sandbox(redis: Redis) -> Iterator[RecordedBigPanda]:
+    """The sandbox blueprint alone, on 127.0.0.1, recording each (method, path) it serves."""
+    app = Flask("sandbox-under-test")
+    app.register_blueprint(create_sandbox(redis, SANDBOX_TOKEN))
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    recorded = RecordedBigPanda(url=f"http://127.0.0.1:{server.server_port}/sandbox")
+    inner = app.wsgi_app
+
+    def recording(environ, start_response):
+        recorded.requests.append((environ["REQUEST_METHOD"], environ["PATH_INFO"]))
+        return inner(environ, start_response)
+
+    app.wsgi_app = recording  # type: ignore[method-assign]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield recorded
+    finally:
+        server.shutdown()
+        thread.join(5)
+
+
+def bridge_settings(redis_url: str, bigpanda_url: str) -> Settings:
+    return Settings(
+        redis_url=redis_url,
+        bigpanda_api_url=bigpanda_url,
+        bigpanda_api_key=SANDBOX_TOKEN,
+        mappings_dir=Path(__file__).parent.parent / "mappings",
+        read_timeout=5.0,
+        secrets={"SERVICENOW_WEBHOOK_TOKEN": SERVICENOW_TOKEN},
+    )
+
+
+def run_worker(redis: Redis, settings: Settings) -> None:
+    """Work the queue until it is empty, in this process (a real RQ worker, no fork)."""
+    jobs.configure(settings)
+    queue = Queue(jobs.QUEUE_NAME, connection=redis, serializer=JSONSerializer)
+    SimpleWorker([queue], connection=redis, serializer=JSONSerializer).work(burst=True)
+
+
+def queued_jobs(redis: Redis) -> int:
+    return Queue(jobs.QUEUE_NAME, connection=redis, serializer=JSONSerializer).count
+
+
+def servicenow_payload(name: str, start_in: timedelta = timedelta(hours=1)) -> dict[str, Any]:
+    """A sample payload with every date moved by the same amount so that the planned start of
+    the common story (2024-06-15 01:00 UTC) falls `start_in` from now: a 2024 plan is over at
+    birth. Relative order of all dates, and so the versions, is kept."""
+    payload = json.loads((PAYLOADS / "servicenow" / name).read_text())
+    anchor = datetime(2024, 6, 15, 1, 0, tzinfo=UTC)
+    delta = (datetime.now(UTC) + start_in).replace(microsecond=0) - anchor
+    return _shift(payload, delta)
+
+
+def _shift(value: Any, delta: timedelta) -> Any:
+    if isinstance(value, dict):
+        return {key: _shift(item, delta) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_shift(item, delta) for item in value]
+    if isinstance(value, str) and INTERNAL_DATE.match(value):
+        moved = datetime.strptime(value, STAMP).replace(tzinfo=UTC) + delta
+        return moved.strftime(STAMP)
+    return value
+
+
+def epoch(text: str) -> int:
+    return int(datetime.strptime(text, STAMP).replace(tzinfo=UTC).timestamp())
