@@ -1,0 +1,1 @@
+"""Mapping files: loading and validation, rules, templates and BPQL conditions."""
