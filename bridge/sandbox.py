@@ -19,6 +19,7 @@ from typing import Any
 import redis
 from flask import Blueprint, Response, jsonify, request
 
+from .mapping.condition import MAX_CONDITION_CHARS, condition_length
 from .model import BIGPANDA_DEFAULTS
 
 PLANS_KEY = "sandbox:plans"  # hash: id -> compact JSON of the plan (status is not stored)
@@ -26,7 +27,6 @@ SEQ_KEY = "sandbox:seq"  # counter prefixed to ids, so that id order is creation
 PLANS = "/resources/v2.0/maintenance-plans"
 PAGE_SIZE = 100
 MAX_LIVE_PLANS = 3_500
-MAX_CONDITION_CHARS = 25_000
 MAX_SECONDS = 10_000_000_000  # year 2286: anything larger is a timestamp in milliseconds
 REQUIRED = ("name", "condition", "start", "end")
 CHOICES = {
@@ -104,7 +104,7 @@ def _check_bpql(node: Any, path: str) -> None:
 
 def _check_condition(condition: Any) -> None:
     _check_bpql(condition, "condition")
-    size = len(_compact(condition))
+    size = condition_length(condition)
     if size > MAX_CONDITION_CHARS:
         raise _bad(f"condition is {size:,} characters as compact JSON; the limit is 25,000")
 
