@@ -15,7 +15,7 @@ from .config import Settings
 from .errors import PermanentError, TransientError
 from .model import Decision, Plan
 from .reconcile import Call, reconcile
-from .store import Store
+from .store import PREFIX, Store
 
 log = logging.getLogger(__name__)
 
@@ -70,24 +70,28 @@ def enqueue_reconcile(queue: Queue, maintenance_key: str, job_id: str) -> None:
 
 
 def reconcile_key(maintenance_key: str) -> str:
-    """Make BigPanda hold the newest desired plan of one key. Only TransientError escapes."""
+    """Make BigPanda hold the newest desired plan of one key.
+
+    A TransientError escapes and RQ retries the job; a PermanentError is recorded and ends the
+    job in RQ's failed registry with BigPanda's message, without retries."""
     if _context is None:
         configure(Settings.from_env())
     assert _context is not None
     job = get_current_job()
     store = Store(job.connection)
     store.claim(maintenance_key, job.id)
-    with job.connection.lock(
-        f"bridge:lock:{maintenance_key}", timeout=LOCK_SECONDS, blocking_timeout=LOCK_SECONDS
-    ):
+    lock = job.connection.lock(
+        f"{PREFIX}lock:{maintenance_key}", timeout=LOCK_SECONDS, blocking_timeout=LOCK_SECONDS
+    )
+    with lock:
         try:
             return _converge(store, _context.client, maintenance_key)
-        except PermanentError as exc:
-            store.record(maintenance_key, "failed", status=exc.http_status, error=exc.message)
-            log.warning("reconcile %s failed for good: %s", maintenance_key, exc)
-            return f"failed: {exc}"
         except TransientError as exc:
             store.record(maintenance_key, "retrying", status=exc.http_status, error=exc.message)
+            raise
+        except PermanentError as exc:
+            store.record(maintenance_key, "failed", status=exc.http_status, error=exc.message)
+            job.retries_left = 0  # retrying cannot help: BigPanda refused the request itself
             raise
 
 

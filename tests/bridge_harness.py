@@ -54,7 +54,7 @@ def serve_sandbox(redis: Redis) -> Iterator[RecordedBigPanda]:
         return inner(environ, start_response)
 
     app.wsgi_app = recording  # type: ignore[method-assign]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield recorded

@@ -1,0 +1,162 @@
+"""The reconcile job against a scripted BigPanda: retries, failures, adoption, re-creation."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from bridge_harness import bridge_settings, run_worker
+from rq import Queue
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry
+from rq.serializers import JSONSerializer
+from scripted_bigpanda import ScriptedBigPanda
+
+from bridge import jobs
+from bridge.mapping.condition import ci_condition
+from bridge.model import DesiredPlan, NoPlan
+from bridge.store import LEDGER_MARKER, Store
+
+KEY = "CHG0030412"
+
+
+@pytest.fixture
+def bigpanda():
+    with ScriptedBigPanda() as server:
+        yield server
+
+
+@pytest.fixture
+def store(redis_conn):
+    redis_conn.set(LEDGER_MARKER, 1)  # the ledger is known: no listing unless the job needs one
+    return Store(redis_conn)
+
+
+@pytest.fixture
+def queue(redis_conn):
+    return Queue(jobs.QUEUE_NAME, connection=redis_conn, serializer=JSONSerializer)
+
+
+@pytest.fixture
+def work(redis_conn, redis_url, bigpanda):
+    settings = bridge_settings(redis_url, bigpanda.url)
+    return lambda: run_worker(redis_conn, settings)
+
+
+def desired(**changes) -> DesiredPlan:
+    now = int(time.time())
+    fields = {
+        "maintenance_key": KEY,
+        "name": f"{KEY}: patch",
+        "condition": ci_condition("host", ["db-01"]),
+        "start": now + 600,
+        "end": now + 4200,
+        "custom_tags": (("maintenance_key", KEY),),
+        **changes,
+    }
+    return DesiredPlan(**fields)
+
+
+def submit(store: Store, queue: Queue, plan: DesiredPlan, version: int = 1) -> str:
+    job_id = jobs.new_job_id(plan.maintenance_key)
+    result = store.ingest(plan, (version,), job_id, {"source": "test"})
+    if result.verdict == "enqueue":
+        jobs.enqueue_reconcile(queue, plan.maintenance_key, job_id)
+    return result.job_id
+
+
+def stored(plan: DesiredPlan, plan_id: str, status: str = "planned") -> dict:
+    return {**plan.body(), "id": plan_id, "status": status}
+
+
+def test_a_5xx_is_retried_later_by_rq_and_recorded(store, queue, work, bigpanda, redis_conn):
+    bigpanda.reply(503, {"status": 503, "errors": ["try later"]})
+
+    job_id = submit(store, queue, desired())
+    work()
+
+    assert job_id in ScheduledJobRegistry(queue=queue).get_job_ids()
+    assert store.history(KEY)[0]["event"] == "retrying"
+    assert store.history(KEY)[0]["status"] == 503
+    assert bigpanda.paths() == ["POST /resources/v2.0/maintenance-plans"]
+
+
+def test_a_4xx_fails_the_job_for_good_with_bigpandas_message(store, queue, work, bigpanda):
+    bigpanda.reply(400, {"status": 400, "errors": ["condition: invalid tag"]})
+
+    job_id = submit(store, queue, desired())
+    work()
+
+    assert job_id in FailedJobRegistry(queue=queue).get_job_ids()
+    assert job_id not in ScheduledJobRegistry(queue=queue).get_job_ids()
+    failed = queue.fetch_job(job_id)
+    assert "condition: invalid tag" in failed.latest_result().exc_string
+    assert store.history(KEY)[0]["error"].endswith("condition: invalid tag")
+    assert not store.state(KEY).create_uncertain  # refused, so certainly not created
+
+
+def test_after_a_create_of_unknown_outcome_the_plan_is_adopted_not_created_twice(
+    store, queue, work, bigpanda, redis_conn
+):
+    plan = desired()
+    bigpanda.reply(502, {"status": 502, "errors": ["bad gateway"]})  # BigPanda may have created it
+    submit(store, queue, plan)
+    work()
+    assert store.state(KEY).create_uncertain
+
+    bigpanda.reply(200, [stored(plan, "p-1")])  # the listing shows the plan after all
+    job = queue.fetch_job(ScheduledJobRegistry(queue=queue).get_job_ids()[0])
+    queue.enqueue_job(job)  # what RQ's scheduler does when the retry interval is over
+    work()
+
+    assert bigpanda.paths()[1:] == ["GET /resources/v2.0/maintenance-plans"]
+    assert store.state(KEY).plan_id == "p-1"
+    assert not store.state(KEY).create_uncertain
+    assert [e["event"] for e in store.history(KEY)][:2] == ["in_sync", "adopted"]
+
+
+def test_a_remembered_plan_deleted_by_hand_is_created_again(store, queue, work, bigpanda):
+    plan = desired()
+    store.remember_plan(KEY, "gone-1")
+    bigpanda.reply(404, {"status": 404, "errors": ["not found"]})
+    bigpanda.reply(201, stored(plan, "new-1"))
+
+    submit(store, queue, plan)
+    work()
+
+    assert bigpanda.paths() == [
+        "GET /resources/v2.0/maintenance-plans/gone-1",
+        "POST /resources/v2.0/maintenance-plans",
+    ]
+    assert store.state(KEY).plan_id == "new-1"
+
+
+def test_a_remembered_plan_with_equal_fields_makes_no_write(store, queue, work, bigpanda):
+    plan = desired()
+    store.remember_plan(KEY, "p-1")
+    bigpanda.reply(200, stored(plan, "p-1"))
+
+    submit(store, queue, plan)
+    work()
+
+    assert bigpanda.paths() == ["GET /resources/v2.0/maintenance-plans/p-1"]
+
+
+def test_stop_refused_because_the_plan_already_ended_counts_as_done(store, queue, work, bigpanda):
+    plan = desired(start=int(time.time()) - 60)
+    store.remember_plan(KEY, "p-1")
+    submit(store, queue, plan, version=1)
+    bigpanda.reply(200, stored(plan, "p-1", status="running"))
+    work()  # in sync: nothing to do
+
+    bigpanda.reply(200, stored(plan, "p-1", status="in progress"))  # BigPanda's other spelling
+    bigpanda.reply(409, {"status": 409, "errors": ["plan is not active"]})
+    bigpanda.reply(200, stored(plan, "p-1", status="done"))
+    submit(store, queue, NoPlan(KEY, "not_selected"), version=2)
+    work()
+
+    assert bigpanda.paths()[-2:] == [
+        "POST /resources/v2.0/maintenance-plans/p-1/stop",
+        "GET /resources/v2.0/maintenance-plans/p-1",
+    ]
+    assert store.state(KEY).plan_id is None
+    assert store.history(KEY)[0]["event"] == "stopped"
