@@ -125,9 +125,11 @@ class Plan:
 
 def normalized_fields(body: Mapping[str, Any]) -> dict[str, Any]:
     """The owned fields of a plan body with BigPanda's defaults filled and tags in a fixed order."""
-    fields = {name: body.get(name, BIGPANDA_DEFAULTS.get(name)) for name in OWNED_FIELDS}
-    if fields["description"] is None:
-        fields["description"] = ""
+    # An absent field and an explicit null both mean BigPanda's default.
+    fields = {
+        name: BIGPANDA_DEFAULTS.get(name) if body.get(name) is None else body[name]
+        for name in OWNED_FIELDS
+    }
     tags = fields["custom_tags"] or []
     fields["custom_tags"] = sorted((str(t.get("name")), str(t.get("value"))) for t in tags)
     for name in ("start", "end"):

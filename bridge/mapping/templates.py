@@ -11,7 +11,12 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from ..errors import InvalidChange
 
-_ENVIRONMENT = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+# ServiceNow sends an empty field as null: it renders as nothing, not as the word "None".
+_ENVIRONMENT = SandboxedEnvironment(
+    undefined=StrictUndefined,
+    autoescape=False,
+    finalize=lambda value: "" if value is None else value,
+)
 _UNDEFINED_NAME = re.compile(r"'(?:[^']*' has no attribute ')?([^']+)' is undefined")
 
 

@@ -53,7 +53,7 @@ def _flatten(record: Mapping[str, Any]) -> dict[str, Any]:
             if "display_value" in value:
                 fields.setdefault(f"{name}_display", value["display_value"])
         else:
-            fields.setdefault(name, value)
+            fields[name] = value
     return fields
 
 
