@@ -27,7 +27,7 @@ class Verifier:
     def accepts(self, headers: Mapping[str, str], body: bytes) -> bool:
         """True when the request carries this verifier's proof."""
         presented = headers.get(self.header)
-        if presented is None:
+        if presented is None or self.kind == "refuse":
             return False
         if self.kind == "bearer":
             return _equal(_scheme_value(presented, "bearer") or "", self.secret)

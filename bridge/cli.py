@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from rq import Queue, Worker
@@ -13,8 +16,9 @@ from rq.serializers import JSONSerializer
 
 from . import jobs
 from .config import Settings
-from .errors import ConfigError
+from .errors import ConfigError, FieldError
 from .mapping.loader import check_mappings, load_mappings
+from .preview import preview
 from .store import connect
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -48,8 +52,8 @@ def serve() -> None:
 def worker(burst: bool) -> None:
     """An RQ worker with its scheduler (retry intervals need it). SIGTERM finishes the job."""
     settings = _settings()
-    _fail_on(lambda: load_mappings(settings.mappings_dir, settings.secrets))
-    jobs.configure(settings)
+    mappings = _fail_on(lambda: load_mappings(settings.mappings_dir, settings.secrets))
+    _fail_on(lambda: jobs.configure(settings, mappings))
     connection = connect(settings.redis_url)  # type: ignore[arg-type]
     queue = Queue(jobs.QUEUE_NAME, connection=connection, serializer=JSONSerializer)
     rq_worker = Worker([queue], connection=connection, serializer=JSONSerializer)
@@ -63,15 +67,46 @@ def mappings() -> None:
 
 @mappings.command("check")
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
-def mappings_check(directory: Path | None) -> None:
-    """Validate every mapping file: prints OK or every error (secrets included)."""
-    settings = Settings.from_env()
-    errors, files = check_mappings(directory or settings.mappings_dir, settings.secrets)
+@click.option("--ignore-secrets", is_flag=True, help="do not require the secrets to be set")
+def mappings_check(directory: Path | None, ignore_secrets: bool) -> None:
+    """Validate every mapping file: prints OK or every error (missing secrets included)."""
+    settings = _fail_on(Settings.from_env)
+    secrets = None if ignore_secrets else settings.secrets
+    errors, files = check_mappings(directory or settings.mappings_dir, secrets)
     for error in errors:
         click.echo(f"error: {error}", err=True)
     if errors:
         sys.exit(1)
     click.echo(f"OK: {len(files)} mapping file(s): {', '.join(files)}")
+
+
+@main.command("preview")
+@click.argument("source")
+@click.argument("payload", type=click.File("rb"))
+def preview_command(source: str, payload) -> None:
+    """What SOURCE's mapping would make of the PAYLOAD file (JSON): rules, plan, action.
+    Nothing is stored or sent; secrets are not needed."""
+    settings = _fail_on(Settings.from_env)
+    mappings = _fail_on(lambda: load_mappings(settings.mappings_dir, None))
+    if source not in mappings:
+        known = ", ".join(sorted(mappings))
+        _exit(f"no mapping file defines the source {source!r} (known: {known})")
+    try:
+        raw = json.loads(payload.read())
+    except (ValueError, UnicodeDecodeError) as exc:
+        _exit(f"{payload.name} is not JSON: {exc}")
+    if not isinstance(raw, dict):
+        _exit(f"{payload.name} must hold a JSON object")
+    try:
+        result = preview(mappings[source], raw, time.time())
+    except FieldError as exc:
+        _exit(f"invalid change: {exc}")
+    click.echo(json.dumps(result, indent=2, default=str))
+
+
+def _exit(message: str) -> NoReturn:
+    click.echo(f"bridge: {message}", err=True)
+    sys.exit(2)
 
 
 def _settings() -> Settings:
@@ -85,5 +120,4 @@ def _fail_on(step):
     try:
         return step()
     except ConfigError as exc:
-        click.echo(f"bridge: cannot start: {exc}", err=True)
-        sys.exit(2)
+        _exit(f"cannot start: {exc}")

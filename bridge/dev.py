@@ -28,7 +28,8 @@ def run_dev(port: int) -> int:
         if not env.get("REDIS_URL"):
             children.append(_start_embedded_redis(env))
         sandbox = _sandbox_settings(env, port)
-        env.setdefault("SERVICENOW_WEBHOOK_TOKEN", secrets.token_urlsafe(18))
+        for secret in ("SERVICENOW_WEBHOOK_TOKEN", "JIRA_WEBHOOK_SECRET"):
+            env.setdefault(secret, secrets.token_urlsafe(18))
         children.append(
             _spawn(
                 [

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 # The fields of a plan the bridge owns and compares; BigPanda adds id, status, created_at, ...
 OWNED_FIELDS = (
+    "frequency_data",
     "name",
     "condition",
     "start",
@@ -29,6 +30,7 @@ BIGPANDA_DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "time_zone": "UTC",
         "frequency": "Once",
         "post_maintenance_action": "None",
+        "frequency_data": None,
     }
 )
 
@@ -72,11 +74,13 @@ class DesiredPlan:
     time_zone: str = "UTC"
     frequency: str = "Once"
     post_maintenance_action: str = "None"
+    frequency_data: Mapping[str, Any] | None = None
     running_policy: RunningPolicy = "end_only"
+    target: str | None = None  # a BigPanda organization named in the mapping file; None: default
 
     def body(self) -> dict[str, Any]:
         """The plan as BigPanda's create call takes it."""
-        return {
+        body = {
             "name": self.name,
             "condition": dict(self.condition),
             "start": self.start,
@@ -88,6 +92,9 @@ class DesiredPlan:
             "post_maintenance_action": self.post_maintenance_action,
             "maintenance_key": self.maintenance_key,
         }
+        if self.frequency_data is not None:
+            body["frequency_data"] = dict(self.frequency_data)
+        return body
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
@@ -100,6 +107,14 @@ class DesiredPlan:
 
 
 @dataclass(frozen=True)
+class SplitPlan:
+    """A change whose condition was too long for one plan: several plans keyed `<key>#1..n`."""
+
+    maintenance_key: str
+    parts: tuple[DesiredPlan, ...]
+
+
+@dataclass(frozen=True)
 class NoPlan:
     """The decision that no plan should exist for a change, and why."""
 
@@ -107,7 +122,16 @@ class NoPlan:
     reason: NoPlanReason
 
 
-Decision = DesiredPlan | NoPlan
+Decision = DesiredPlan | SplitPlan | NoPlan
+
+
+def plans_of(decision: Decision | None) -> dict[str, DesiredPlan]:
+    """The plans a decision wants, by their own maintenance_key."""
+    if isinstance(decision, DesiredPlan):
+        return {decision.maintenance_key: decision}
+    if isinstance(decision, SplitPlan):
+        return {part.maintenance_key: part for part in decision.parts}
+    return {}
 
 
 @dataclass(frozen=True)
@@ -130,9 +154,24 @@ def normalized_fields(body: Mapping[str, Any]) -> dict[str, Any]:
         name: BIGPANDA_DEFAULTS.get(name) if body.get(name) is None else body[name]
         for name in OWNED_FIELDS
     }
+    fields["frequency_data"] = dict(fields["frequency_data"] or {}) or None
     tags = fields["custom_tags"] or []
     fields["custom_tags"] = sorted((str(t.get("name")), str(t.get("value"))) for t in tags)
     for name in ("start", "end"):
         if isinstance(fields[name], float):
             fields[name] = int(fields[name])
     return fields
+
+
+def lookup(fields: Mapping[str, Any], name: str) -> Any:
+    """A change's field by its exact name, else by a dotted path into nested objects (lists are
+    mapped over: Jira's `components.name` is the names of all components); missing: None."""
+    if name in fields:
+        return fields[name]
+    value: Any = fields
+    for key in name.split("."):
+        if isinstance(value, list):
+            value = [item.get(key) for item in value if isinstance(item, Mapping)]
+        else:
+            value = value.get(key) if isinstance(value, Mapping) else None
+    return value

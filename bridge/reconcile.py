@@ -44,7 +44,16 @@ def reconcile(desired: Decision | None, actual: Plan | None, now: float) -> Reco
 def differing_fields(desired: DesiredPlan, actual: Plan) -> list[str]:
     """Owned fields whose normalized values differ, in a stable order."""
     wanted = normalized_fields(desired.body())
-    return [name for name, value in wanted.items() if actual.fields.get(name) != value]
+    return [
+        name for name, value in wanted.items() if not _same(name, value, actual.fields.get(name))
+    ]
+
+
+def _same(name: str, wanted: Any, actual: Any) -> bool:
+    if name == "frequency_data" and wanted and isinstance(actual, Mapping):
+        # BigPanda derives more frequency_data fields from `duration`: compare only what we send.
+        return all(actual.get(key) == value for key, value in wanted.items())
+    return wanted == actual
 
 
 def _remove(actual: Plan | None) -> Reconciliation:

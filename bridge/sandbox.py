@@ -19,7 +19,7 @@ from typing import Any
 import redis
 from flask import Blueprint, Response, jsonify, request
 
-from .mapping.condition import MAX_CONDITION_CHARS, condition_length
+from .mapping.condition import MAX_CONDITION_CHARS, condition_length, validate_bpql
 from .model import BIGPANDA_DEFAULTS
 
 PLANS_KEY = "sandbox:plans"  # hash: id -> compact JSON of the plan (status is not stored)
@@ -33,7 +33,6 @@ CHOICES = {
     "frequency": ("Once", "Daily", "Weekly", "Monthly"),
     "post_maintenance_action": ("Resolve", "Reactivate", "None"),
 }
-OPERATORS = ("=", "!=", "===", "IN", "NOT IN", "AND", "OR")
 OTHERS = ("frequency_data", "time_zone", "description", "custom_tags", "maintenance_key")
 WRITABLE = frozenset((*REQUIRED, *CHOICES, *OTHERS))  # every field a create or patch may send
 Plan = dict[str, Any]
@@ -74,36 +73,11 @@ def _is_tag_list(value: Any) -> bool:
     return isinstance(value, list) and all(map(is_pair, value))
 
 
-def _is_bpql_value(value: Any) -> bool:
-    if isinstance(value, dict):  # a wildcard or regular expression
-        return set(value) == {"type", "value"} and (
-            value["type"] in ("regex", "formal-regex") and isinstance(value["value"], str)
-        )
-    return isinstance(value, str | int | float) and not isinstance(value, bool)
-
-
-def _check_bpql(node: Any, path: str) -> None:
-    if not isinstance(node, dict) or len(node) != 1:
-        raise _bad(f"{path} must be an object with exactly one operator")
-    ((op, args),) = node.items()
-    where = f"{path}.{op}"
-    if op not in OPERATORS:
-        raise _bad(f"{path} has unknown operator {op!r}; use one of {', '.join(OPERATORS)}")
-    if op in ("AND", "OR"):
-        if not isinstance(args, list) or not args:
-            raise _bad(f"{where} must be a non-empty list of conditions")
-        for i, sub in enumerate(args):
-            _check_bpql(sub, f"{where}[{i}]")
-        return
-    if not (isinstance(args, list) and len(args) == 2 and isinstance(args[0], str) and args[0]):
-        raise _bad(f"{where} must be [tag, value] with the tag name as a string")
-    values = args[1] if op in ("IN", "NOT IN") else [args[1]]
-    if not isinstance(values, list) or not values or not all(map(_is_bpql_value, values)):
-        raise _bad(f"{where} has an invalid value: use a string, number or regex object")
-
-
 def _check_condition(condition: Any) -> None:
-    _check_bpql(condition, "condition")
+    try:
+        validate_bpql(condition)
+    except ValueError as exc:
+        raise _bad(str(exc)) from None
     size = condition_length(condition)
     if size > MAX_CONDITION_CHARS:
         raise _bad(f"condition is {size:,} characters as compact JSON; the limit is 25,000")

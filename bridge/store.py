@@ -7,8 +7,9 @@ stores it, and tells the caller whether a reconcile must be enqueued or one is a
 from __future__ import annotations
 
 import json
+import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -16,12 +17,13 @@ from redis import Redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from .model import Decision, DesiredPlan, NoPlan, Plan
+from .model import Decision, DesiredPlan, NoPlan, Plan, SplitPlan
 
 PREFIX = "bridge:"
 LEDGER_MARKER = PREFIX + "ledger-marker"  # absent: the key -> plan id memory may have been lost
 KNOWN_KEYS = PREFIX + "keys"
 HISTORY_LENGTH = 50
+_PART_SUFFIX = re.compile(r"#\d+$")
 RQ_JOB_PREFIX = "rq:job:"
 
 Verdict = Literal["stale", "duplicate", "ignored", "joined", "enqueue"]
@@ -65,7 +67,7 @@ redis.call('HSET', KEYS[1], 'version', ARGV[1], 'desired', ARGV[2])
 redis.call('SADD', KEYS[3], string.sub(KEYS[1], #'bridge:change:' + 1))
 local job = pending_job()
 if ARGV[3] == '0' and not job and redis.call('EXISTS', KEYS[4]) == 1
-   and redis.call('HEXISTS', KEYS[1], 'plan_id') == 0
+   and redis.call('HEXISTS', KEYS[1], 'plans') == 0
    and redis.call('HEXISTS', KEYS[1], 'create_uncertain') == 0 then
   return answer('ignored')  -- no plan wanted and none remembered: nothing to do
 end
@@ -94,13 +96,24 @@ class KeyState:
     """What the bridge remembers of one key when a reconcile starts."""
 
     desired: Decision | None
-    plan_id: str | None
+    plans: Mapping[str, RememberedPlan]  # by the plan's own maintenance_key (K, or K#n parts)
     create_uncertain: bool
+
+
+@dataclass(frozen=True)
+class RememberedPlan:
+    """The BigPanda id of a plan and the organization (target) that holds it."""
+
+    id: str
+    target: str | None = None
 
 
 def decision_to_json(decision: Decision) -> str:
     if isinstance(decision, DesiredPlan):
         return decision.to_json()
+    if isinstance(decision, SplitPlan):
+        parts = [json.loads(part.to_json()) for part in decision.parts]
+        return json.dumps({"maintenance_key": decision.maintenance_key, "parts": parts})
     return json.dumps({"no_plan": decision.reason, "maintenance_key": decision.maintenance_key})
 
 
@@ -108,6 +121,9 @@ def decision_from_json(text: str | bytes) -> Decision:
     data = json.loads(text)
     if "no_plan" in data:
         return NoPlan(data["maintenance_key"], data["no_plan"])
+    if "parts" in data:
+        parts = tuple(DesiredPlan.from_json(json.dumps(part)) for part in data["parts"])
+        return SplitPlan(data["maintenance_key"], parts)
     return DesiredPlan.from_json(text if isinstance(text, str) else text.decode())
 
 
@@ -130,7 +146,7 @@ class Store:
             args=[
                 json.dumps(list(version)),
                 decision_to_json(decision),
-                "1" if isinstance(decision, DesiredPlan) else "0",
+                "0" if isinstance(decision, NoPlan) else "1",
                 job_id,
                 json.dumps(entry),
                 RQ_JOB_PREFIX,
@@ -139,26 +155,52 @@ class Store:
         )
         return IngestResult(verdict.decode(), job.decode() or None)  # type: ignore[arg-type]
 
+    def predict(self, decision: Decision, version: Iterable[float]) -> str:
+        """How ingest would answer now (read only): accepted, stale, duplicate or ignored."""
+        stored, desired, plans = self.redis.hmget(
+            _change(decision.maintenance_key), ["version", "desired", "plans"]
+        )
+        if stored is not None:
+            old, new = json.loads(stored), list(version)
+            width = max(len(old), len(new))
+            old, new = old + [0] * (width - len(old)), new + [0] * (width - len(new))
+            if new < old:
+                return "ignored: stale"
+            if new == old and desired and desired.decode() == decision_to_json(decision):
+                return "ignored: duplicate"
+        if isinstance(decision, NoPlan) and not plans and self.ledger_intact():
+            return f"ignored: {decision.reason}"
+        return "accepted"
+
     def claim(self, key: str, job_id: str) -> None:
         """Mark the pending job as started so newer events enqueue a fresh reconcile."""
         self._claim(keys=[_change(key)], args=[job_id])
 
     def state(self, key: str) -> KeyState:
-        desired, plan_id, uncertain = self.redis.hmget(
-            _change(key), ["desired", "plan_id", "create_uncertain"]
+        desired, plans, uncertain = self.redis.hmget(
+            _change(key), ["desired", "plans", "create_uncertain"]
         )
         return KeyState(
             desired=decision_from_json(desired) if desired else None,
-            plan_id=plan_id.decode() if plan_id else None,
+            plans=_plans_from_json(plans),
             create_uncertain=bool(uncertain),
         )
 
-    def remember_plan(self, key: str, plan_id: str | None) -> None:
-        """Store (or forget, with None) the BigPanda id of the key's plan."""
+    def remember_plan(
+        self, key: str, plan_key: str, plan_id: str | None, target: str | None = None
+    ) -> None:
+        """Store (or forget, with None) the id of one of the change's plans. The caller holds the
+        key's lock, so this read-modify-write does not race."""
+        plans = dict(self.state(key).plans)
         if plan_id:
-            self.redis.hset(_change(key), "plan_id", plan_id)
+            plans[plan_key] = RememberedPlan(plan_id, target)
         else:
-            self.redis.hdel(_change(key), "plan_id")
+            plans.pop(plan_key, None)
+        if plans:
+            encoded = {k: [p.id, p.target] for k, p in plans.items()}
+            self.redis.hset(_change(key), "plans", json.dumps(encoded, sort_keys=True))
+        else:
+            self.redis.hdel(_change(key), "plans")
 
     def set_create_uncertain(self, key: str, uncertain: bool) -> None:
         """Set before a create, cleared once its answer is recorded: a crash leaves it set."""
@@ -180,18 +222,21 @@ class Store:
     def ledger_intact(self) -> bool:
         return bool(self.redis.exists(LEDGER_MARKER))
 
-    def rebuild_ledger(self, plans: Iterable[Plan]) -> int:
+    def rebuild_ledger(self, plans_by_target: Mapping[str | None, Iterable[Plan]]) -> int:
         """Remember the live plan of every key found in BigPanda, then set the marker."""
-        found = 0
-        with self.redis.pipeline() as pipe:
+        ledger: dict[str, dict[str, list[str | None]]] = {}
+        for target, plans in plans_by_target.items():
             for plan in plans:
                 if plan.maintenance_key and plan.status != "ended":
-                    pipe.hset(_change(plan.maintenance_key), "plan_id", plan.id)
-                    pipe.sadd(KNOWN_KEYS, plan.maintenance_key)
-                    found += 1
+                    change = change_key_of(plan.maintenance_key)
+                    ledger.setdefault(change, {})[plan.maintenance_key] = [plan.id, target]
+        with self.redis.pipeline() as pipe:
+            for change, plans in ledger.items():
+                pipe.hset(_change(change), "plans", json.dumps(plans, sort_keys=True))
+                pipe.sadd(KNOWN_KEYS, change)
             pipe.set(LEDGER_MARKER, int(time.time()))
             pipe.execute()
-        return found
+        return sum(len(plans) for plans in ledger.values())
 
 
 def connect(url: str) -> Redis:
@@ -204,6 +249,17 @@ def connect(url: str) -> Redis:
         socket_timeout=10,
         health_check_interval=30,
     )
+
+
+def change_key_of(plan_key: str) -> str:
+    """The change a plan belongs to: a split part `K#2` belongs to `K`."""
+    return _PART_SUFFIX.sub("", plan_key)
+
+
+def _plans_from_json(raw: bytes | None) -> dict[str, RememberedPlan]:
+    if not raw:
+        return {}
+    return {key: RememberedPlan(*value) for key, value in json.loads(raw).items()}
 
 
 def _change(key: str) -> str:

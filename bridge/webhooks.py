@@ -1,4 +1,4 @@
-"""POST /webhooks/<source>: authenticate, parse, map, store and enqueue. No business logic."""
+"""POST /webhooks/<source> and its /preview: authenticate, parse, map, store, enqueue."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from redis.exceptions import RedisError
 from . import jobs
 from .auth import authenticate
 from .errors import AuthError, BadPayload, QueueUnavailable, UnknownSource, UnsupportedMediaType
+from .mapping.extract import read_change
 from .mapping.loader import SourceMapping
 from .mapping.rules import decide
-from .model import Change, Decision, DesiredPlan
+from .model import Change, Decision, NoPlan, SplitPlan
+from .preview import preview
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -27,7 +29,7 @@ def receive(source: str) -> tuple[dict[str, Any], int]:
     """Answer in milliseconds: 202 accepted, or 200 ignored with the reason."""
     runtime: Runtime = current_app.extensions["bridge"]
     mapping = _mapping(runtime, source)
-    change = _change(mapping)
+    change = read_change(mapping, _payload(mapping))
     decision = decide(mapping, change, time.time())
     g.maintenance_key = decision.maintenance_key
     try:
@@ -39,6 +41,15 @@ def receive(source: str) -> tuple[dict[str, Any], int]:
     return answer
 
 
+@blueprint.post("/webhooks/<source>/preview")
+def preview_change(source: str) -> dict[str, Any]:
+    """The same input as the webhook, no side effects: what the bridge would do, and why."""
+    runtime: Runtime = current_app.extensions["bridge"]
+    mapping = _mapping(runtime, source)
+    raw = _payload(mapping)
+    return preview(mapping, raw, time.time(), runtime.store)
+
+
 def _mapping(runtime: Runtime, source: str) -> SourceMapping:
     mapping = runtime.mappings.get(source)
     if mapping is None:
@@ -46,7 +57,7 @@ def _mapping(runtime: Runtime, source: str) -> SourceMapping:
     return mapping
 
 
-def _change(mapping: SourceMapping) -> Change:
+def _payload(mapping: SourceMapping) -> dict[str, Any]:
     """Checked in SPEC's order: size (by Flask's limit), credentials, media type, JSON object."""
     body = request.get_data(cache=True)
     if not authenticate(mapping.verifiers, request.headers, body):
@@ -61,21 +72,22 @@ def _change(mapping: SourceMapping) -> Change:
         raise BadPayload("the body is not valid JSON") from None
     if not isinstance(raw, dict):
         raise BadPayload(f"the body must be a JSON object, not {type(raw).__name__}")
-    return mapping.parse(raw)
+    return raw
 
 
 def _ingest(runtime: Runtime, change: Change, decision: Decision) -> tuple[dict[str, Any], int]:
     key = decision.maintenance_key
     job_id = jobs.new_job_id(key)
-    event = {"source": change.source, "decision": _describe(decision)}
+    event = {"source": change.source, "decision": describe(decision)}
     result = runtime.store.ingest(decision, change.version, job_id, event)
     if result.verdict in ("stale", "duplicate"):
         return {"status": "ignored", "reason": result.verdict, "maintenance_key": key}, 200
     if result.verdict == "ignored":
-        return {"status": "ignored", "reason": decision.reason, "maintenance_key": key}, 200  # type: ignore[union-attr]
+        reason = decision.reason if isinstance(decision, NoPlan) else "not_selected"
+        return {"status": "ignored", "reason": reason, "maintenance_key": key}, 200
     if result.verdict == "enqueue":
         jobs.enqueue_reconcile(runtime.queue, key, job_id)
-    action = "upsert" if isinstance(decision, DesiredPlan) else "remove"
+    action = "remove" if isinstance(decision, NoPlan) else "upsert"
     return {
         "status": "accepted",
         "maintenance_key": key,
@@ -84,7 +96,10 @@ def _ingest(runtime: Runtime, change: Change, decision: Decision) -> tuple[dict[
     }, 202
 
 
-def _describe(decision: Decision) -> str:
-    if isinstance(decision, DesiredPlan):
-        return f"plan {decision.start}..{decision.end}"
-    return f"no plan ({decision.reason})"
+def describe(decision: Decision) -> str:
+    """One line for the history: what the event asks for."""
+    if isinstance(decision, NoPlan):
+        return f"no plan ({decision.reason})"
+    if isinstance(decision, SplitPlan):
+        return f"plan in {len(decision.parts)} parts"
+    return f"plan {decision.start}..{decision.end}"

@@ -25,6 +25,7 @@ from bridge.sandbox import create_sandbox
 PAYLOADS = Path(__file__).parent / "payloads"
 SANDBOX_TOKEN = "sandbox-test-token"
 SERVICENOW_TOKEN = "servicenow-test-token"
+JIRA_SECRET = "bridge-test-secret-not-real"  # the key of the sample payloads' signatures
 INTERNAL_DATE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")
 STAMP = "%Y-%m-%d %H:%M:%S"
 
@@ -70,7 +71,7 @@ def bridge_settings(redis_url: str, bigpanda_url: str) -> Settings:
         bigpanda_api_key=SANDBOX_TOKEN,
         mappings_dir=Path(__file__).parent.parent / "mappings",
         read_timeout=5.0,
-        secrets={"SERVICENOW_WEBHOOK_TOKEN": SERVICENOW_TOKEN},
+        secrets={"SERVICENOW_WEBHOOK_TOKEN": SERVICENOW_TOKEN, "JIRA_WEBHOOK_SECRET": JIRA_SECRET},
     )
 
 

@@ -78,8 +78,11 @@ def test_scheduled_change_creates_one_plan_with_key_window_condition_and_name(we
     assert plan["maintenance_key"] == "CHG0030412"
     assert plan["start"] == epoch(payload["start_date"])
     assert plan["end"] == epoch(payload["end_date"])
-    assert plan["condition"] == {
-        "IN": ["host", ["lnx-db-prod-01", "payments-api-prod", "lb-edge-02"]]
+    assert plan["condition"] == {  # servers and load balancers by host, the app by application
+        "OR": [
+            {"IN": ["host", ["lnx-db-prod-01", "lb-edge-02"]]},
+            {"IN": ["application", ["payments-api-prod"]]},
+        ]
     }
     assert plan["name"] == "CHG0030412: Upgrade PostgreSQL on lnx-db-prod-01 from 15.5 to 15.7"
     assert {"name": "maintenance_key", "value": "CHG0030412"} in plan["custom_tags"]

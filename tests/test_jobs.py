@@ -12,7 +12,6 @@ from rq.serializers import JSONSerializer
 from scripted_bigpanda import ScriptedBigPanda
 
 from bridge import jobs
-from bridge.mapping.condition import ci_condition
 from bridge.model import DesiredPlan, NoPlan
 from bridge.store import LEDGER_MARKER, Store
 
@@ -47,7 +46,7 @@ def desired(**changes) -> DesiredPlan:
     fields = {
         "maintenance_key": KEY,
         "name": f"{KEY}: patch",
-        "condition": ci_condition("host", ["db-01"]),
+        "condition": {"IN": ["host", ["db-01"]]},
         "start": now + 600,
         "end": now + 4200,
         "custom_tags": (("maintenance_key", KEY),),
@@ -109,14 +108,14 @@ def test_after_a_create_of_unknown_outcome_the_plan_is_adopted_not_created_twice
     work()
 
     assert bigpanda.paths()[1:] == ["GET /resources/v2.0/maintenance-plans"]
-    assert store.state(KEY).plan_id == "p-1"
+    assert store.state(KEY).plans[KEY].id == "p-1"
     assert not store.state(KEY).create_uncertain
     assert [e["event"] for e in store.history(KEY)][:2] == ["in_sync", "adopted"]
 
 
 def test_a_remembered_plan_deleted_by_hand_is_created_again(store, queue, work, bigpanda):
     plan = desired()
-    store.remember_plan(KEY, "gone-1")
+    store.remember_plan(KEY, KEY, "gone-1")
     bigpanda.reply(404, {"status": 404, "errors": ["not found"]})
     bigpanda.reply(201, stored(plan, "new-1"))
 
@@ -127,12 +126,12 @@ def test_a_remembered_plan_deleted_by_hand_is_created_again(store, queue, work, 
         "GET /resources/v2.0/maintenance-plans/gone-1",
         "POST /resources/v2.0/maintenance-plans",
     ]
-    assert store.state(KEY).plan_id == "new-1"
+    assert store.state(KEY).plans[KEY].id == "new-1"
 
 
 def test_a_remembered_plan_with_equal_fields_makes_no_write(store, queue, work, bigpanda):
     plan = desired()
-    store.remember_plan(KEY, "p-1")
+    store.remember_plan(KEY, KEY, "p-1")
     bigpanda.reply(200, stored(plan, "p-1"))
 
     submit(store, queue, plan)
@@ -143,7 +142,7 @@ def test_a_remembered_plan_with_equal_fields_makes_no_write(store, queue, work, 
 
 def test_stop_refused_because_the_plan_already_ended_counts_as_done(store, queue, work, bigpanda):
     plan = desired(start=int(time.time()) - 60)
-    store.remember_plan(KEY, "p-1")
+    store.remember_plan(KEY, KEY, "p-1")
     submit(store, queue, plan, version=1)
     bigpanda.reply(200, stored(plan, "p-1", status="running"))
     work()  # in sync: nothing to do
@@ -158,5 +157,5 @@ def test_stop_refused_because_the_plan_already_ended_counts_as_done(store, queue
         "POST /resources/v2.0/maintenance-plans/p-1/stop",
         "GET /resources/v2.0/maintenance-plans/p-1",
     ]
-    assert store.state(KEY).plan_id is None
+    assert KEY not in store.state(KEY).plans
     assert store.history(KEY)[0]["event"] == "stopped"

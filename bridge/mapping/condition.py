@@ -1,20 +1,50 @@
-"""BPQL object conditions: built from a change's CIs, checked against BigPanda's limits."""
+"""BPQL object conditions: built from a change's CIs, checked against BigPanda's rules."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InvalidChange
+from ..model import CI
 
 MAX_CONDITION_CHARS = 25_000  # BigPanda's documented limit (one page says 80,000: use the lower)
+OPERATORS = ("=", "!=", "===", "IN", "NOT IN", "AND", "OR")
+DEFAULT_CLASS = "default"
+
+Item = tuple[str, str]  # (tag, value); a value with "*" is a wildcard
 
 
-def ci_condition(tag: str, names: Iterable[str]) -> dict[str, Any]:
-    """`<tag> IN [names...]`: tag names lowercase (BigPanda), names deduplicated in order."""
-    unique = list(dict.fromkeys(names))
-    return {"IN": [tag.lower(), unique]}
+@dataclass(frozen=True)
+class ConditionRule:
+    """How a rule turns CIs into a condition: tag names by CI class, wildcards, fixed clauses."""
+
+    tags: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: {DEFAULT_CLASS: ("host",)})
+    match: str = "exact"  # "prefix": also match names that start with the CI name (FQDNs)
+    lowercase_values: bool = False
+    also: tuple[Mapping[str, Any], ...] = ()
+    split: bool = False
+
+
+def build_conditions(rule: ConditionRule, cis: Sequence[CI]) -> list[dict[str, Any]]:
+    """One condition for the CIs; several when `split` and one would be too long; [] when no CI
+    maps to a tag. Raises InvalidChange when a condition cannot fit the limit."""
+    items = _items(rule, cis)
+    if not items:
+        return []
+    whole = _condition(items, rule.also)
+    if condition_length(whole) <= MAX_CONDITION_CHARS:
+        return [whole]
+    if not rule.split:
+        raise InvalidChange(
+            "condition",
+            f"is {condition_length(whole)} characters, over BigPanda's limit of "
+            f"{MAX_CONDITION_CHARS}; say `split: true` in the rule's condition to spread the "
+            f"{len(items)} CIs over several plans",
+        )
+    return [_condition(chunk, rule.also) for chunk in _chunks(items, rule.also)]
 
 
 def condition_length(condition: Mapping[str, Any]) -> int:
@@ -22,11 +52,92 @@ def condition_length(condition: Mapping[str, Any]) -> int:
     return len(json.dumps(condition, separators=(",", ":"), ensure_ascii=False))
 
 
-def check_condition(condition: Mapping[str, Any]) -> None:
-    """Refuse a condition BigPanda would refuse, naming the limit."""
-    length = condition_length(condition)
-    if length > MAX_CONDITION_CHARS:
-        raise InvalidChange(
-            "condition",
-            f"is {length} characters as JSON, over BigPanda's limit of {MAX_CONDITION_CHARS}",
+def validate_bpql(node: Any, path: str = "condition") -> None:
+    """Refuse what is not BPQL object syntax (ValueError naming the place)."""
+    if not isinstance(node, dict) or len(node) != 1:
+        raise ValueError(f"{path} must be an object with exactly one operator")
+    ((op, args),) = node.items()
+    where = f"{path}.{op}"
+    if op not in OPERATORS:
+        raise ValueError(f"{path} has unknown operator {op!r}; use one of {', '.join(OPERATORS)}")
+    if op in ("AND", "OR"):
+        if not isinstance(args, list) or not args:
+            raise ValueError(f"{where} must be a non-empty list of conditions")
+        for index, sub in enumerate(args):
+            validate_bpql(sub, f"{where}[{index}]")
+        return
+    if not (isinstance(args, list) and len(args) == 2 and isinstance(args[0], str) and args[0]):
+        raise ValueError(f"{where} must be [tag, value] with the tag name as a string")
+    values = args[1] if op in ("IN", "NOT IN") else [args[1]]
+    if not isinstance(values, list) or not values or not all(map(_is_value, values)):
+        raise ValueError(f"{where} has an invalid value: use a string, number or regex object")
+
+
+def _is_value(value: Any) -> bool:
+    if isinstance(value, dict):  # a wildcard or regular expression
+        return set(value) == {"type", "value"} and (
+            value["type"] in ("regex", "formal-regex") and isinstance(value["value"], str)
         )
+    return isinstance(value, str | int | float) and not isinstance(value, bool)
+
+
+def _items(rule: ConditionRule, cis: Sequence[CI]) -> list[Item]:
+    """(tag, value) pairs in CI order, deduplicated; CIs of unmapped classes are left out."""
+    items: dict[Item, None] = {}
+    for ci in cis:
+        tags = rule.tags.get(ci.ci_class) or rule.tags.get(DEFAULT_CLASS) or ()
+        value = ci.name.lower() if rule.lowercase_values else ci.name
+        if rule.match == "prefix" and not value.endswith("*"):
+            value += "*"
+        for tag in tags:
+            items[(tag.lower(), value)] = None
+    return list(items)
+
+
+def _condition(items: Sequence[Item], also: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Exact values as one `IN` per tag and wildcards as `=` regex clauses, OR-ed together;
+    fixed clauses AND-ed to them."""
+    exact: dict[str, list[str]] = {}
+    clauses: list[dict[str, Any]] = []
+    for tag, value in items:
+        if "*" in value:
+            clauses.append({"=": [tag, {"type": "regex", "value": value}]})
+        else:
+            exact.setdefault(tag, []).append(value)
+    clauses[:0] = [{"IN": [tag, values]} for tag, values in exact.items()]
+    cis = clauses[0] if len(clauses) == 1 else {"OR": clauses}
+    return {"AND": [cis, *map(dict, also)]} if also else cis
+
+
+def _chunks(items: Sequence[Item], also: Sequence[Mapping[str, Any]]) -> list[list[Item]]:
+    """Greedy split: each chunk as large as fits the limit. A cheap upper bound of each chunk's
+    length decides; the exact length is measured only when the bound passes the limit."""
+    base = condition_length(_condition([items[0]], also))
+    chunks: list[list[Item]] = [[]]
+    bound, tags = base, set()
+    for item in items:
+        step = _item_bound(item, new_tag=item[0] not in tags)
+        fits = bound + step <= MAX_CONDITION_CHARS or (
+            condition_length(_condition([*chunks[-1], item], also)) <= MAX_CONDITION_CHARS
+        )
+        if not fits and chunks[-1]:
+            chunks.append([])
+            bound, tags = base, set()
+            step = _item_bound(item, new_tag=True)
+        chunks[-1].append(item)
+        bound, tags = bound + step, tags | {item[0]}
+        if (
+            len(chunks[-1]) == 1
+            and condition_length(_condition(chunks[-1], also)) > MAX_CONDITION_CHARS
+        ):
+            raise InvalidChange("condition", f"the CI {item[1]!r} alone exceeds the limit")
+    return chunks
+
+
+def _item_bound(item: Item, new_tag: bool) -> int:
+    """At most how many characters one (tag, value) adds to a condition."""
+    tag, value = item
+    quoted = len(json.dumps(value, ensure_ascii=False))
+    if "*" in value:
+        return quoted + len(tag) + 45  # {"=":["tag",{"type":"regex","value":...}]},
+    return quoted + 1 + (len(tag) + 20 if new_tag else 0)  # {"IN":["tag",[...]]},

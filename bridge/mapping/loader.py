@@ -1,4 +1,5 @@
-"""Mapping files: YAML read safely, validated with marshmallow, compiled into SourceMappings."""
+"""Mapping files: read as YAML, validated by the schema, compiled into SourceMappings.
+Errors name the file, the line, the rule and the field."""
 
 from __future__ import annotations
 
@@ -8,93 +9,67 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import ValidationError
 
 from ..auth import Verifier, build_verifier
 from ..errors import ConfigError
 from ..sources import PARSERS, Parser
-from .templates import Template, compile_template
+from .condition import DEFAULT_CLASS, ConditionRule
+from .dates import DateSpec
+from .filters import Filter
+from .schema import AuthSchema, MappingFileSchema
+from .templates import Template
 
-NAME = validate.Regexp(r"^[a-z0-9][a-z0-9_-]*$", error="use lowercase letters, digits, - and _")
-
-
-class NoneOr(fields.Nested):
-    """A nested section that may also be the word `none` (e.g. `plan: none`)."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if value == "none":
-            return None
-        return super()._deserialize(value, attr, data, **kwargs)
+Path_ = tuple[str | int, ...]
 
 
-class AuthSchema(Schema):
-    type = fields.Str(
-        required=True, validate=validate.OneOf(["bearer", "basic", "header", "hmac-sha256"])
-    )
-    secret_env = fields.Str(required=True, validate=validate.Length(min=1))
-    username = fields.Str()
-    header = fields.Str()
-    prefix = fields.Str()
-    encoding = fields.Str(validate=validate.OneOf(["hex", "base64"]))
+@dataclass(frozen=True)
+class Target:
+    """A BigPanda organization other than the default one: its URL and the env var of its key."""
+
+    api_url: str
+    api_key_env: str
 
 
-class WindowSchema(Schema):
-    start = fields.Str(required=True)
-    end = fields.Str(required=True)
+@dataclass(frozen=True)
+class CISource:
+    """Where in a change's fields its CIs are (Jira and generic payloads)."""
 
-
-class ConditionSchema(Schema):
-    tag = fields.Str(required=True, validate=validate.Regexp(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"))
-
-
-class PlanSchema(Schema):
-    window = fields.Nested(WindowSchema, required=True)
-    name = fields.Str(required=True)
-    description = fields.Str(load_default="")
-    condition = fields.Nested(ConditionSchema, required=True)
-    custom_tags = fields.Dict(keys=fields.Str(), values=fields.Str(), load_default=dict)
-    post_maintenance_action = fields.Str(
-        load_default="None", validate=validate.OneOf(["None", "Resolve", "Reactivate"])
-    )
-    running_policy = fields.Str(
-        load_default="end_only", validate=validate.OneOf(["end_only", "restart"])
-    )
-
-
-class RuleSchema(Schema):
-    name = fields.Str(required=True, validate=validate.Length(min=1))
-    states = fields.List(fields.Raw(), validate=validate.Length(min=1))
-    plan = NoneOr(PlanSchema, required=True)
-
-
-class MappingFileSchema(Schema):
-    source = fields.Str(required=True, validate=NAME)
-    parser = fields.Str(required=True, validate=validate.OneOf(sorted(PARSERS)))
-    auth = fields.Raw(required=True)
-    maintenance_key = fields.Str(required=True)
-    rules = fields.List(fields.Nested(RuleSchema), required=True, validate=validate.Length(min=1))
+    field: str
+    name: str | None = None
+    ci_class: str = ""
+    separator: str | None = None
 
 
 @dataclass(frozen=True)
 class PlanRule:
     """How a rule turns a change into a plan."""
 
-    start_field: str
-    end_field: str
+    start: DateSpec
+    end: DateSpec
+    pad_before: int
+    pad_after: int
     name: Template
     description: Template
-    condition_tag: str
     custom_tags: tuple[tuple[str, Template], ...]
+    condition: ConditionRule
+    time_zone: str
+    frequency: str
+    frequency_data: Mapping[str, Any] | None
+    duration_unit: str
     post_maintenance_action: str
     running_policy: str
+    target: str | None
 
 
 @dataclass(frozen=True)
 class Rule:
-    """One rule: which changes it selects, and the plan they get (None: no plan)."""
+    """Which changes a rule selects, and the plan they get (None: no plan)."""
 
     name: str
     states: frozenset[str] | None
+    filter: Filter | None
+    maintenance_key: Template | None
     plan: PlanRule | None
 
 
@@ -107,30 +82,34 @@ class SourceMapping:
     parse: Parser
     verifiers: tuple[Verifier, ...]
     maintenance_key: Template
+    version_fields: tuple[str, ...]
+    ci_sources: tuple[CISource, ...]
+    targets: Mapping[str, Target]
     rules: tuple[Rule, ...]
 
 
-def load_mappings(directory: Path, secrets: Mapping[str, str]) -> dict[str, SourceMapping]:
-    """Every `*.yaml` in `directory`, by source name; the first error stops the process."""
+def load_mappings(directory: Path, secrets: Mapping[str, str] | None) -> dict[str, SourceMapping]:
+    """Every `*.yaml` in `directory`, by source name; any error stops the process. With secrets
+    None the files are checked without them (and accept no webhook): for previews and checks."""
     errors, mappings = _load_all(directory, secrets)
     if errors:
-        more = (
-            f" (and {len(errors) - 1} more: run `bridge mappings check`)" if len(errors) > 1 else ""
-        )
+        more = f" (and {len(errors) - 1} more: run `bridge mappings check`)" if errors[1:] else ""
         raise ConfigError(errors[0] + more)
     return mappings
 
 
-def check_mappings(directory: Path, secrets: Mapping[str, str]) -> tuple[list[str], list[str]]:
-    """(errors, checked file names) for `bridge mappings check`."""
+def check_mappings(
+    directory: Path, secrets: Mapping[str, str] | None
+) -> tuple[list[str], list[str]]:
+    """(every error, the files that loaded) for `bridge mappings check`."""
     errors, mappings = _load_all(directory, secrets)
     return errors, sorted(str(m.path) for m in mappings.values())
 
 
 def _load_all(
-    directory: Path, secrets: Mapping[str, str]
+    directory: Path, secrets: Mapping[str, str] | None
 ) -> tuple[list[str], dict[str, SourceMapping]]:
-    paths = sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml"))
+    paths = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
     if not paths:
         return [f"{directory}: no mapping files (*.yaml) found"], {}
     errors: list[str] = []
@@ -139,112 +118,149 @@ def _load_all(
         try:
             mapping = load_file(path, secrets)
         except ConfigError as exc:
-            errors.append(str(exc))
+            errors.extend(str(exc).split("\n"))
             continue
         if mapping.source in mappings:
-            errors.append(
-                f"{path}: source: {mapping.source!r} is already defined in "
-                f"{mappings[mapping.source].path}"
-            )
+            first = mappings[mapping.source].path
+            errors.append(f"{path}: source: {mapping.source!r} is already defined in {first}")
             continue
         mappings[mapping.source] = mapping
     return errors, mappings
 
 
-def load_file(path: Path, secrets: Mapping[str, str]) -> SourceMapping:
-    """Read, validate and compile one mapping file; errors name the file and the field."""
+def load_file(path: Path, secrets: Mapping[str, str] | None) -> SourceMapping:
+    """Read, validate and compile one file; a ConfigError carries one line per error."""
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        document = yaml.safe_load(text)
+        lines = _line_numbers(yaml.compose(text))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read YAML: {exc}".replace("\n", " ")) from None
     if not isinstance(document, dict):
-        raise ConfigError(
-            f"{path}: the file must be a mapping of settings, not {type(document).__name__}"
-        )
+        raise ConfigError(f"{path}: must be a mapping of settings, not {type(document).__name__}")
     try:
         data = MappingFileSchema().load(document)
-        return _compile(path, data, secrets)
+        verifiers = _verifiers(data["auth"], secrets)
     except ValidationError as exc:
-        field, message = _first_message(exc.messages)
-        raise ConfigError(f"{path}: {field}: {message}") from None
-    except ValueError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        found = [_describe(path, p, m, lines, document) for p, m in _leaves(exc.messages)]
+        raise ConfigError("\n".join(found)) from None
+    return _compile(path, data, verifiers)
 
 
-def _compile(path: Path, data: dict[str, Any], secrets: Mapping[str, str]) -> SourceMapping:
-    return SourceMapping(
-        source=data["source"],
-        path=path,
-        parse=PARSERS[data["parser"]],
-        verifiers=_verifiers(path, data["auth"], secrets),
-        maintenance_key=_template(data["maintenance_key"], "maintenance_key"),
-        rules=tuple(_rule(index, rule) for index, rule in enumerate(data["rules"])),
-    )
-
-
-def _verifiers(path: Path, auth: Any, secrets: Mapping[str, str]) -> tuple[Verifier, ...]:
-    """`auth: none` must be said explicitly; otherwise a list of methods, any of which passes."""
+def _verifiers(auth: Any, secrets: Mapping[str, str] | None) -> tuple[Verifier, ...]:
+    """`auth: none` must be said explicitly; otherwise methods, any of which passes."""
     if auth == "none":
         return ()
     entries = auth if isinstance(auth, list) else [auth]
     if not entries:
         raise ValidationError({"auth": ["list at least one method, or say `auth: none`"]})
-    verifiers = []
+    verifiers: list[Verifier] = []
     for index, entry in enumerate(entries):
         try:
             config = AuthSchema().load(entry if isinstance(entry, dict) else {})
         except ValidationError as exc:
-            raise ValidationError({f"auth[{index}]": exc.messages}) from None
-        if config["type"] == "header" and not config.get("header"):
-            raise ValidationError(
-                {f"auth[{index}].header": ["name the header that carries the token"]}
-            )
-        verifiers.append(build_verifier(config, secrets, f"{path}: auth[{index}]"))
+            raise ValidationError({"auth": {index: exc.messages}}) from None
+        if secrets is None:  # loaded to check or preview: accept no webhook at all
+            verifiers.append(Verifier(kind="refuse", secret=b""))
+            continue
+        if not secrets.get(config["secret_env"]):
+            message = f"environment variable {config['secret_env']} is not set"
+            raise ValidationError({"auth": {index: {"secret_env": [message]}}})
+        verifiers.append(build_verifier(config, secrets, f"auth[{index}]"))
     return tuple(verifiers)
 
 
-def _rule(index: int, data: dict[str, Any]) -> Rule:
+def _compile(path: Path, data: dict[str, Any], verifiers: tuple[Verifier, ...]) -> SourceMapping:
+    return SourceMapping(
+        source=data["source"],
+        path=path,
+        parse=PARSERS[data["parser"]],
+        verifiers=verifiers,
+        maintenance_key=data["maintenance_key"],
+        version_fields=tuple(data.get("version") or ()),
+        ci_sources=tuple(CISource(**entry) for entry in data["cis"]),
+        targets={name: Target(**t) for name, t in (data.get("targets") or {}).items()},
+        rules=tuple(_rule(rule) for rule in data["rules"]),
+    )
+
+
+def _rule(data: dict[str, Any]) -> Rule:
     states = data.get("states")
-    plan = data["plan"]
-    where = f"rules[{index}] ({data['name']})"
     return Rule(
         name=data["name"],
         states=frozenset(str(s).lower() for s in states) if states else None,
-        plan=_plan_rule(where, plan) if plan is not None else None,
+        filter=data.get("filter"),
+        maintenance_key=data.get("maintenance_key"),
+        plan=_plan(data["plan"]) if data["plan"] is not None else None,
     )
 
 
-def _plan_rule(where: str, plan: dict[str, Any]) -> PlanRule:
+def _plan(plan: dict[str, Any]) -> PlanRule:
+    condition = plan["condition"]
     return PlanRule(
-        start_field=plan["window"]["start"],
-        end_field=plan["window"]["end"],
-        name=_template(plan["name"], f"{where} plan name"),
-        description=_template(plan["description"], f"{where} plan description"),
-        condition_tag=plan["condition"]["tag"],
-        custom_tags=tuple(
-            (tag.lower(), _template(value, f"{where} custom tag {tag}"))
-            for tag, value in plan["custom_tags"].items()
+        start=plan["start"],
+        end=plan["end"],
+        pad_before=plan["pad_before"],
+        pad_after=plan["pad_after"],
+        name=plan["name"],
+        description=plan["description"],
+        custom_tags=tuple(plan["custom_tags"].items()),
+        condition=ConditionRule(
+            tags=condition["tags"] or {DEFAULT_CLASS: ("host",)},
+            match=condition["match"],
+            lowercase_values=condition["lowercase_values"],
+            also=tuple(condition["also"]),
+            split=condition["split"],
         ),
+        time_zone=plan["time_zone"],
+        frequency=plan["frequency"],
+        frequency_data=plan.get("frequency_data"),
+        duration_unit=plan["duration_unit"],
         post_maintenance_action=plan["post_maintenance_action"],
         running_policy=plan["running_policy"],
+        target=plan.get("target"),
     )
 
 
-def _template(source: str, used_for: str) -> Template:
-    try:
-        return compile_template(source, used_for)
-    except ValueError as exc:
-        raise ValueError(f"{used_for}: {exc}") from None
-
-
-def _first_message(messages: Any, prefix: str = "") -> tuple[str, str]:
-    """The first leaf of marshmallow's nested error dict, as ("rules.0.plan.name", "...")."""
+def _leaves(messages: Any, path: Path_ = ()) -> list[tuple[Path_, str]]:
+    """Every message of marshmallow's nested error dict, with its path."""
     if isinstance(messages, dict):
-        key, value = next(iter(messages.items()))
-        return _first_message(value, f"{prefix}.{key}" if prefix else str(key))
-    if isinstance(messages, list) and messages:
-        first = messages[0]
-        if isinstance(first, dict | list):
-            return _first_message(first, prefix)
-        return prefix, str(first)
-    return prefix, str(messages)
+        # "_schema" holds errors of a whole section: they belong to the section's own path.
+        return [
+            leaf
+            for key, sub in messages.items()
+            for leaf in _leaves(sub, path if key == "_schema" else (*path, key))
+        ]
+    if isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+        return [(path, message) for message in messages]
+    if isinstance(messages, list):
+        return [leaf for index, sub in enumerate(messages) for leaf in _leaves(sub, (*path, index))]
+    return [(path, str(messages))]
+
+
+def _describe(path: Path, where: Path_, message: str, lines: dict, document: dict) -> str:
+    """`file:line: rules[2] (closed-early).plan.end: message`."""
+    line = next((lines[where[:n]] for n in range(len(where), -1, -1) if where[:n] in lines), None)
+    text = ""
+    for part in where:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    if len(where) >= 2 and where[0] == "rules" and isinstance(where[1], int):
+        rule = (document.get("rules") or [None] * (where[1] + 1))[where[1]]
+        if isinstance(rule, dict) and isinstance(rule.get("name"), str):
+            text = text.replace(f"rules[{where[1]}]", f"rules[{where[1]}] ({rule['name']})", 1)
+    return f"{path}:{line}: {text or 'file'}: {message}" if line else f"{path}: {text}: {message}"
+
+
+def _line_numbers(node: yaml.Node | None, path: Path_ = ()) -> dict[Path_, int]:
+    """1-based line of every key and list item in the YAML document, by path."""
+    if node is None:
+        return {}
+    lines = {path: node.start_mark.line + 1}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            lines.update(_line_numbers(value, (*path, key.value)))
+            lines[(*path, key.value)] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            lines.update(_line_numbers(item, (*path, index)))
+    return lines

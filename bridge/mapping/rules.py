@@ -1,84 +1,134 @@
-"""Rules: a Change and its source's mapping -> the DesiredPlan (or NoPlan) for its key."""
+"""Rules: a Change and its source's mapping -> the desired plan(s) or NoPlan, and why."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidChange
-from ..model import Change, Decision, DesiredPlan, NoPlan
-from .condition import check_condition, ci_condition
+from ..model import Change, Decision, DesiredPlan, NoPlan, SplitPlan
+from .condition import build_conditions
+from .dates import read_date
 from .loader import PlanRule, Rule, SourceMapping
 
-DATE_FORMAT = "%Y-%m-%d %H:%M:%S"  # ServiceNow's internal value; the mapping language adds more
+STATE_FIELDS = ("state", "state_label", "status")
+
+
+@dataclass(frozen=True)
+class RuleVerdict:
+    """Whether one rule selected the change; `reason` says why not."""
+
+    rule: str
+    selected: bool
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The decision, the rule that made it, and the verdict of every rule tried before it."""
+
+    decision: Decision
+    rule: str | None
+    verdicts: tuple[RuleVerdict, ...]
 
 
 def decide(mapping: SourceMapping, change: Change, now: float) -> Decision:
-    """The newest desired state of the change's plan, by the first rule that selects it."""
-    key = mapping.maintenance_key.render(change.fields)
+    """The newest desired state of the change's plan."""
+    return evaluate(mapping, change, now).decision
+
+
+def evaluate(mapping: SourceMapping, change: Change, now: float) -> Evaluation:
+    """First rule that selects the change wins; no rule selecting it means no plan."""
+    verdicts = []
+    for rule in mapping.rules:
+        reason = rule_rejects(rule, change.fields)
+        verdicts.append(RuleVerdict(rule.name, reason is None, reason))
+        if reason is None:
+            key = _key(rule, mapping, change)
+            decision = _plan_decision(rule.plan, change, key, now) if rule.plan else None
+            return Evaluation(decision or NoPlan(key, "not_selected"), rule.name, tuple(verdicts))
+    key = _key(None, mapping, change)
+    return Evaluation(NoPlan(key, "not_selected"), None, tuple(verdicts))
+
+
+def rule_rejects(rule: Rule, fields: Mapping[str, Any]) -> str | None:
+    """None when the rule selects the change, else which test failed on which value."""
+    if rule.states is not None:
+        found = {str(fields[n]).lower() for n in STATE_FIELDS if fields.get(n) is not None}
+        if not found & rule.states:
+            shown = ", ".join(sorted(found)) or "absent"
+            return f"state is {shown}, not one of {', '.join(sorted(rule.states))}"
+    return rule.filter.check(fields) if rule.filter else None
+
+
+def _key(rule: Rule | None, mapping: SourceMapping, change: Change) -> str:
+    template = (rule.maintenance_key if rule else None) or mapping.maintenance_key
+    key = template.render(change.fields, "maintenance_key")
     if not key:
         raise InvalidChange("maintenance_key", "is empty")
-    rule = first_matching_rule(mapping.rules, change.fields)
-    if rule is None or rule.plan is None:
-        return NoPlan(key, "not_selected")
+    return key
+
+
+def _plan_decision(plan: PlanRule, change: Change, key: str, now: float) -> Decision:
     # Dates are checked only when a plan is wanted: a New or Canceled change often has none.
-    start, end = window(rule.plan, change.fields)
+    start = read_date(plan.start, change.fields) - plan.pad_before
+    end = read_date(plan.end, change.fields) + plan.pad_after
+    if end <= start:
+        raise InvalidChange(plan.end.field, f"is not after {plan.start.field}")
     if end <= now:
         return NoPlan(key, "window_over")
-    if not change.cis:
+    conditions = build_conditions(plan.condition, change.cis)
+    if not conditions:
         return NoPlan(key, "no_ci")
-    return _desired_plan(rule.plan, change, key, start, end)
+    values = {**change.fields, "maintenance_key": key, "cis": [ci.name for ci in change.cis]}
+    whole = _desired(plan, values, key, start, end, conditions[0])
+    if len(conditions) == 1:
+        return whole
+    parts = tuple(
+        _desired(
+            plan, values, f"{key}#{n}", start, end, condition, f" (part {n}/{len(conditions)})"
+        )
+        for n, condition in enumerate(conditions, start=1)
+    )
+    return SplitPlan(key, parts)
 
 
-def first_matching_rule(rules: tuple[Rule, ...], fields: Mapping[str, Any]) -> Rule | None:
-    """First match wins; a rule without `states` matches every change."""
-    for rule in rules:
-        if rule.states is None or _state_names(fields) & rule.states:
-            return rule
-    return None
-
-
-def window(plan: PlanRule, fields: Mapping[str, Any]) -> tuple[int, int]:
-    """The plan's start and end as epoch seconds; end must come after start."""
-    start = _epoch(plan.start_field, fields)
-    end = _epoch(plan.end_field, fields)
-    if end <= start:
-        raise InvalidChange(plan.end_field, f"is not after {plan.start_field}")
-    return start, end
-
-
-def _state_names(fields: Mapping[str, Any]) -> set[str]:
-    return {
-        str(fields[name]).lower()
-        for name in ("state", "state_label")
-        if fields.get(name) is not None
-    }
-
-
-def _epoch(field: str, fields: Mapping[str, Any]) -> int:
-    raw = fields.get(field)
-    if raw is None or raw == "":
-        raise InvalidChange(field, "is required for a maintenance plan")
-    try:
-        moment = datetime.strptime(str(raw), DATE_FORMAT).replace(tzinfo=UTC)
-    except ValueError:
-        raise InvalidChange(field, f"is not a UTC date as YYYY-MM-DD HH:MM:SS: {raw!r}") from None
-    return int(moment.timestamp())
-
-
-def _desired_plan(plan: PlanRule, change: Change, key: str, start: int, end: int) -> DesiredPlan:
-    values = {**change.fields, "maintenance_key": key}
-    condition = ci_condition(plan.condition_tag, (ci.name for ci in change.cis))
-    check_condition(condition)
+def _desired(
+    plan: PlanRule,
+    values: dict[str, Any],
+    key: str,
+    start: int,
+    end: int,
+    condition: dict[str, Any],
+    suffix: str = "",
+) -> DesiredPlan:
+    values = {**values, "maintenance_key": key}
     return DesiredPlan(
         maintenance_key=key,
-        name=plan.name.render(values),
+        name=plan.name.render(values, "plan name") + suffix,
         condition=condition,
         start=start,
         end=end,
-        description=plan.description.render(values),
-        custom_tags=tuple((tag, template.render(values)) for tag, template in plan.custom_tags),
+        description=plan.description.render(values, "plan description"),
+        custom_tags=tuple(
+            (tag, template.render(values, f"custom tag {tag}"))
+            for tag, template in plan.custom_tags
+        ),
+        time_zone=plan.time_zone,
+        frequency=plan.frequency,
         post_maintenance_action=plan.post_maintenance_action,
+        frequency_data=_frequency_data(plan),
         running_policy=plan.running_policy,  # type: ignore[arg-type]
+        target=plan.target,
     )
+
+
+def _frequency_data(plan: PlanRule) -> dict[str, Any] | None:
+    """Durations are written in human units; BigPanda's unit is a setting (default ms)."""
+    if plan.frequency_data is None:
+        return None
+    data = dict(plan.frequency_data)
+    if "duration" in data:
+        data["duration"] = data["duration"] * (1000 if plan.duration_unit == "ms" else 1)
+    return data

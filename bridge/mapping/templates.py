@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
+from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
 from ..errors import InvalidChange
@@ -21,28 +21,28 @@ _UNDEFINED_NAME = re.compile(r"'(?:[^']*' has no attribute ')?([^']+)' is undefi
 
 
 class Template:
-    """A compiled template that knows which mapping field it came from."""
+    """A compiled template; rendering with a missing field raises InvalidChange naming it."""
 
-    def __init__(self, source: str, used_for: str):
+    def __init__(self, source: str):
         self.source = source
-        self.used_for = used_for
         self._template = _ENVIRONMENT.from_string(source)
 
-    def render(self, fields: Mapping[str, Any]) -> str:
-        """Render with the change's fields; a missing field raises InvalidChange naming it."""
+    def render(self, fields: Mapping[str, Any], used_for: str = "a") -> str:
+        """Render with the change's fields; `used_for` names the template in errors."""
         try:
             return self._template.render(fields).strip()
         except UndefinedError as exc:
             match = _UNDEFINED_NAME.search(str(exc))
-            field = match.group(1) if match else self.used_for
-            raise InvalidChange(
-                field, f"is missing (the {self.used_for} template needs it)"
-            ) from None
+            field = match.group(1) if match else used_for
+            raise InvalidChange(field, f"is missing (the {used_for} template needs it)") from None
+        except (TemplateError, TypeError, ValueError, ArithmeticError) as exc:
+            # The sandbox refusing an attribute, or a filter applied to the wrong kind of value.
+            raise InvalidChange(used_for, f"template failed: {exc}") from None
 
 
-def compile_template(source: str, used_for: str) -> Template:
+def compile_template(source: str) -> Template:
     """Compile now so a syntax error stops the process at start-up, not at the first webhook."""
     try:
-        return Template(source, used_for)
+        return Template(source)
     except TemplateSyntaxError as exc:
         raise ValueError(f"template syntax error on line {exc.lineno}: {exc.message}") from None

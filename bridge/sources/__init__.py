@@ -6,10 +6,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..model import Change
-from . import servicenow
+from . import generic, jira, servicenow
 
 Parser = Callable[[Mapping[str, Any]], Change]
 
 PARSERS: dict[str, Parser] = {
     "servicenow": servicenow.parse,
+    "jira": jira.parse,
+    "generic": generic.parse,
 }

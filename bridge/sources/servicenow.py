@@ -20,7 +20,9 @@ STATE_LABELS = {
     3: "Closed",
     4: "Canceled",
 }
-STATE_NUMBERS = {label.lower(): number for number, label in STATE_LABELS.items()}
+TASK_STATE_LABELS = {-5: "Pending", 1: "Open", 2: "In Progress", 3: "Closed", 4: "Canceled"}
+STATES_BY_TABLE = {"change_request": STATE_LABELS, "change_task": TASK_STATE_LABELS}
+OUTAGE_TABLE = "cmdb_ci_outage"  # outages have no state: begin/end say when
 BOOLEAN_FIELDS = ("active", "on_hold", "outside_maintenance_schedule", "unauthorized")
 INTERNAL_DATE = "%Y-%m-%d %H:%M:%S"  # GlideDateTime's internal value: UTC, no zone designator
 TRUE_WORDS = {"1", "true", "yes"}
@@ -28,12 +30,16 @@ FALSE_WORDS = {"0", "false", "no", ""}
 
 
 def parse(raw: Mapping[str, Any]) -> Change:
-    """Turn a change_request record, bare or wrapped in {"result": ...}, into a Change."""
+    """Turn a change_request, change_task or cmdb_ci_outage record, bare or wrapped in
+    {"result": ...}, into a Change; `table` says which (default change_request)."""
     record = raw["result"] if isinstance(raw.get("result"), dict) else raw
     fields = _flatten(record)
     fields.pop("affected_cis", None)
+    table = fields.get("table") or fields.get("sys_class_name") or "change_request"
+    fields["table"] = table = str(table)
     _require_text(fields, "number")
-    _normalize_state(fields)
+    if table != OUTAGE_TABLE:
+        _normalize_state(fields, STATES_BY_TABLE.get(table, STATE_LABELS))
     for name in BOOLEAN_FIELDS:
         if name in fields:
             fields[name] = _boolean(name, fields[name])
@@ -63,27 +69,28 @@ def _require_text(fields: dict[str, Any], name: str) -> None:
         raise InvalidChange(name, "is missing or empty")
 
 
-def _normalize_state(fields: dict[str, Any]) -> None:
+def _normalize_state(fields: dict[str, Any], labels: Mapping[int, str]) -> None:
     """Store `state` as its integer string ("-2") and `state_label` as its name ("Scheduled")."""
     raw = fields.get("state")
     if raw is None or raw == "":
         raise InvalidChange("state", "is missing")
-    number = _state_number(raw)
+    number = _state_number(raw, labels)
     if number is None:
         fields["state_label"] = str(raw)
         return
     fields["state"] = str(number)
-    fields["state_label"] = STATE_LABELS.get(number) or fields.get("state_display") or str(number)
+    fields["state_label"] = labels.get(number) or fields.get("state_display") or str(number)
 
 
-def _state_number(raw: Any) -> int | None:
+def _state_number(raw: Any, labels: Mapping[int, str]) -> int | None:
     if isinstance(raw, bool):
         raise InvalidChange("state", f"is not a state: {raw!r}")
     if isinstance(raw, int | float) and float(raw).is_integer():
         return int(raw)
     text = str(raw).strip()
-    if text.lower() in STATE_NUMBERS:
-        return STATE_NUMBERS[text.lower()]
+    numbers = {label.lower(): number for number, label in labels.items()}
+    if text.lower() in numbers:
+        return numbers[text.lower()]
     try:
         number = float(text)
     except ValueError:

@@ -1,0 +1,199 @@
+"""The mapping-file language as marshmallow schemas; values are compiled as they are loaded,
+so a bad template, filter, date spec or condition is reported at its place in the file."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from marshmallow import (
+    INCLUDE,
+    Schema,
+    ValidationError,
+    fields,
+    pre_load,
+    validate,
+    validates_schema,
+)
+
+from ..sources import PARSERS
+from .condition import validate_bpql
+from .dates import compile_date_spec, parse_duration
+from .filter_spec import compile_filter
+from .templates import compile_template
+
+NAME = validate.Regexp(r"^[a-z0-9][a-z0-9_-]*$", error="use lowercase letters, digits, - and _")
+TAG = validate.Regexp(
+    r"^[a-z][a-z0-9_-]{0,63}$",
+    error="BigPanda tag names start with a lowercase letter and hold only a-z, 0-9, _ and -",
+)
+
+
+class Compiled(fields.Field):
+    """A value compiled at load; the compiler's ValueError becomes an error at this place."""
+
+    def __init__(self, compile: Callable[[Any], Any], **kwargs: Any):
+        super().__init__(**kwargs)
+        self.compile = compile
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        try:
+            return self.compile(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+
+def template(**kwargs: Any) -> Compiled:
+    return Compiled(lambda source: compile_template(_text(source)), **kwargs)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError("must be text (a template)")
+    return str(value)
+
+
+def _zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(f"unknown time zone {name!r} (use an IANA name)") from None
+    return name
+
+
+def _tags(value: Any) -> tuple[str, ...]:
+    names = value if isinstance(value, list) else [value]
+    for name in names:
+        TAG(name) if isinstance(name, str) else _fail("tag names must be text")
+    return tuple(names)
+
+
+def _clause(value: Any) -> dict:
+    validate_bpql(value, "clause")
+    return value
+
+
+def _fail(message: str) -> None:
+    raise ValidationError(message)
+
+
+class AuthSchema(Schema):
+    type = fields.Str(
+        required=True, validate=validate.OneOf(["bearer", "basic", "header", "hmac-sha256"])
+    )
+    secret_env = fields.Str(required=True, validate=validate.Length(min=1))
+    username = fields.Str()
+    header = fields.Str()
+    prefix = fields.Str()
+    encoding = fields.Str(validate=validate.OneOf(["hex", "base64"]))
+
+    @validates_schema
+    def _header_named(self, data: dict, **kwargs: Any) -> None:
+        if data["type"] == "header" and not data.get("header"):
+            raise ValidationError("name the header that carries the token", "header")
+
+
+class CISourceSchema(Schema):
+    field = fields.Str(required=True)
+    name = fields.Str()  # the key of each list item that holds the CI's name
+    ci_class = fields.Str(data_key="class", load_default="")
+    separator = fields.Str(validate=validate.Length(min=1))  # "a, b" -> two CIs
+
+
+class TargetSchema(Schema):
+    api_url = fields.Url(required=True, require_tld=False)
+    api_key_env = fields.Str(required=True, validate=validate.Length(min=1))
+
+
+class ConditionSchema(Schema):
+    tags = fields.Dict(keys=fields.Str(), values=Compiled(_tags), load_default=lambda: {})
+    match = fields.Str(load_default="exact", validate=validate.OneOf(["exact", "prefix"]))
+    lowercase_values = fields.Bool(load_default=False)
+    also = fields.List(Compiled(_clause), load_default=list)
+    split = fields.Bool(load_default=False)
+
+
+class FrequencyDataSchema(Schema):
+    class Meta:
+        unknown = INCLUDE  # BigPanda's other frequency_data fields pass through as written
+
+    duration = Compiled(parse_duration)
+
+
+class PlanSchema(Schema):
+    start = Compiled(compile_date_spec, required=True)
+    end = Compiled(compile_date_spec, required=True)
+    pad_before = Compiled(parse_duration, load_default=0)
+    pad_after = Compiled(parse_duration, load_default=0)
+    name = template(required=True)
+    description = template(load_default=lambda: compile_template(""))
+    custom_tags = fields.Dict(keys=fields.Str(validate=TAG), values=template(), load_default=dict)
+    condition = fields.Nested(ConditionSchema, load_default=lambda: ConditionSchema().load({}))
+    time_zone = fields.Str(load_default="UTC", validate=_zone)
+    frequency = fields.Str(
+        load_default="Once", validate=validate.OneOf(["Once", "Daily", "Weekly", "Monthly"])
+    )
+    frequency_data = fields.Nested(FrequencyDataSchema)
+    duration_unit = fields.Str(load_default="ms", validate=validate.OneOf(["ms", "s"]))
+    post_maintenance_action = fields.Str(
+        load_default="None", validate=validate.OneOf(["None", "Resolve", "Reactivate"])
+    )
+    running_policy = fields.Str(
+        load_default="end_only", validate=validate.OneOf(["end_only", "restart"])
+    )
+    target = fields.Str(validate=NAME)
+
+
+class PlanOrNone(fields.Nested):
+    """A rule's plan, or the word `none` (changes this rule selects get no plan)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if value == "none":
+            return None
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class RuleSchema(Schema):
+    name = fields.Str(required=True, validate=validate.Length(min=1))
+    states = fields.List(fields.Raw(), validate=validate.Length(min=1))
+    filter = Compiled(compile_filter)
+    maintenance_key = template()
+    plan = PlanOrNone(PlanSchema, required=True)
+
+
+class MappingFileSchema(Schema):
+    source = fields.Str(required=True, validate=NAME)
+    parser = fields.Str(required=True, validate=validate.OneOf(sorted(PARSERS)))
+    auth = fields.Raw(required=True)
+    maintenance_key = template(required=True)
+    version = fields.List(fields.Str(), validate=validate.Length(min=1))
+    cis = fields.List(fields.Nested(CISourceSchema), load_default=list)
+    targets = fields.Dict(keys=fields.Str(validate=NAME), values=fields.Nested(TargetSchema))
+    defaults = fields.Dict()
+    rules = fields.List(fields.Nested(RuleSchema), required=True, validate=validate.Length(min=1))
+
+    @pre_load
+    def _apply_defaults(self, data: Any, **kwargs: Any) -> Any:
+        """Each rule's plan is the file's `defaults` overridden key by key."""
+        if not isinstance(data, dict) or not isinstance(data.get("defaults"), dict):
+            return data
+        rules = data.get("rules")
+        if isinstance(rules, list):
+            data = {**data, "rules": [_with_defaults(rule, data["defaults"]) for rule in rules]}
+        return data
+
+    @validates_schema
+    def _targets_exist(self, data: dict, **kwargs: Any) -> None:
+        known = set(data.get("targets") or {})
+        for index, rule in enumerate(data.get("rules", [])):
+            target = (rule.get("plan") or {}).get("target")
+            if target and target not in known:
+                message = f"unknown target {target!r}; define it under `targets:`"
+                raise ValidationError({"rules": {index: {"plan": {"target": [message]}}}})
+
+
+def _with_defaults(rule: Any, defaults: dict) -> Any:
+    if isinstance(rule, dict) and isinstance(rule.get("plan"), dict):
+        return {**rule, "plan": {**defaults, **rule["plan"]}}
+    return rule

@@ -1,0 +1,50 @@
+"""Preview: what the bridge would do with a payload, and why, without doing it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .mapping.extract import read_change
+from .mapping.loader import SourceMapping
+from .mapping.rules import evaluate
+from .model import Decision, NoPlan, plans_of
+from .store import Store
+
+
+def preview(
+    mapping: SourceMapping, raw: Mapping[str, Any], now: float, store: Store | None = None
+) -> dict[str, Any]:
+    """The normalized change, every rule's verdict, the desired plan(s) as they would be sent,
+    and the action; with a store, also how the webhook would answer given what it has seen."""
+    change = read_change(mapping, raw)
+    evaluation = evaluate(mapping, change, now)
+    decision = evaluation.decision
+    result: dict[str, Any] = {
+        "source": mapping.source,
+        "change": {
+            "fields": dict(change.fields),
+            "version": list(change.version),
+            "cis": [{"name": ci.name, "class": ci.ci_class} for ci in change.cis],
+        },
+        "rules": [
+            {"rule": v.rule, "selected": v.selected, "reason": v.reason}
+            for v in evaluation.verdicts
+        ],
+        "rule": evaluation.rule,
+        "maintenance_key": decision.maintenance_key,
+        "desired": _desired(decision),
+        "action": "remove" if isinstance(decision, NoPlan) else "upsert",
+    }
+    if store is not None:
+        result["answer"] = store.predict(decision, change.version)
+    return result
+
+
+def _desired(decision: Decision) -> Any:
+    if isinstance(decision, NoPlan):
+        return {"no_plan": decision.reason}
+    return [
+        {**plan.body(), "target": plan.target or "default", "running_policy": plan.running_policy}
+        for plan in plans_of(decision).values()
+    ]
