@@ -27,6 +27,7 @@ SANDBOX_TOKEN = "sandbox-test-token"
 SERVICENOW_TOKEN = "servicenow-test-token"
 JIRA_SECRET = "bridge-test-secret-not-real"  # the key of the sample payloads' signatures
 INTERNAL_DATE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")
+JIRA_DATE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?[+-]\d{4}$")
 STAMP = "%Y-%m-%d %H:%M:%S"
 
 
@@ -90,7 +91,12 @@ def servicenow_payload(name: str, start_in: timedelta = timedelta(hours=1)) -> d
     """A sample payload with every date moved by the same amount so that the planned start of
     the common story (2024-06-15 01:00 UTC) falls `start_in` from now: a 2024 plan is over at
     birth. Relative order of all dates, and so the versions, is kept."""
-    payload = json.loads((PAYLOADS / "servicenow" / name).read_text())
+    return sample_payload("servicenow", name, start_in)
+
+
+def sample_payload(source: str, name: str, start_in: timedelta = timedelta(hours=1)) -> dict:
+    """Any sample of tests/payloads/<source>/, its dates moved as servicenow_payload says."""
+    payload = json.loads((PAYLOADS / source / name).read_text())
     anchor = datetime(2024, 6, 15, 1, 0, tzinfo=UTC)
     delta = (datetime.now(UTC) + start_in).replace(microsecond=0) - anchor
     return _shift(payload, delta)
@@ -104,6 +110,9 @@ def _shift(value: Any, delta: timedelta) -> Any:
     if isinstance(value, str) and INTERNAL_DATE.match(value):
         moved = datetime.strptime(value, STAMP).replace(tzinfo=UTC) + delta
         return moved.strftime(STAMP)
+    if isinstance(value, str) and JIRA_DATE.match(value):
+        moved = datetime.fromisoformat(value) + delta
+        return moved.strftime("%Y-%m-%dT%H:%M:%S.000%z")
     return value
 
 

@@ -1,0 +1,117 @@
+"""End to end for Jira: signed webhooks -> plans in the sandbox BigPanda, and split plans."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from datetime import timedelta
+
+import pytest
+import requests
+from bridge_harness import (
+    JIRA_SECRET,
+    PAYLOADS,
+    SANDBOX_TOKEN,
+    bridge_settings,
+    run_worker,
+    sample_payload,
+    serve_sandbox,
+)
+
+from bridge.app import create_app
+
+
+@pytest.fixture
+def bigpanda(redis_conn):
+    with serve_sandbox(redis_conn) as server:
+        yield server
+
+
+@pytest.fixture
+def web(redis_url, redis_conn, bigpanda):
+    return create_app(bridge_settings(redis_url, bigpanda.url), redis=redis_conn).test_client()
+
+
+@pytest.fixture
+def work(redis_conn, redis_url, bigpanda):
+    return lambda: run_worker(redis_conn, bridge_settings(redis_url, bigpanda.url))
+
+
+def signed(body: bytes) -> dict[str, str]:
+    digest = hmac.new(JIRA_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return {"Content-Type": "application/json", "X-Hub-Signature": f"sha256={digest}"}
+
+
+def send(web, payload: dict):
+    body = json.dumps(payload).encode()
+    return web.post("/webhooks/jira", data=body, headers=signed(body))
+
+
+def plans(bigpanda) -> list[dict]:
+    answer = requests.get(
+        f"{bigpanda.url}/resources/v2.0/maintenance-plans",
+        headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"},
+        timeout=5,
+    )
+    return [] if answer.status_code == 204 else answer.json()
+
+
+def test_the_sample_signature_is_accepted_over_the_exact_bytes(web):
+    body = (PAYLOADS / "jira" / "jira_webhook_issue_updated_change.json").read_bytes()
+    headers = json.loads((PAYLOADS / "jira" / "headers_examples.json").read_bytes())
+    signature = headers["jira_webhook_issue_updated_change.json"]["X-Hub-Signature"]
+
+    accepted = web.post("/webhooks/jira", data=body, headers={
+        "Content-Type": "application/json", "X-Hub-Signature": signature})  # fmt: skip
+    tampered = web.post("/webhooks/jira", data=body.replace(b"ITSM", b"ITSN"), headers={
+        "Content-Type": "application/json", "X-Hub-Signature": signature})  # fmt: skip
+
+    assert accepted.status_code in (200, 202)  # authenticated; the 2024 window is long over
+    assert tampered.status_code == 401
+
+
+def test_an_approved_change_gets_a_plan_and_canceling_it_deletes_the_plan(web, work, bigpanda):
+    updated = sample_payload("jira", "jira_webhook_issue_updated_change.json", timedelta(hours=2))
+    canceled = sample_payload("jira", "jira_webhook_transition_canceled.json", timedelta(hours=2))
+
+    first = send(web, updated)
+    work()
+    [plan] = plans(bigpanda)
+    second = send(web, canceled)
+    work()
+
+    assert (first.status_code, first.json["action"]) == (202, "upsert")
+    assert plan["maintenance_key"] == "ITSM-1042"
+    assert plan["condition"] == {"IN": ["service", ["Payments database"]]}
+    assert plan["start"] - plan["end"] == -3 * 3600  # 16 Jun 01:00-04:00 in the sample
+    assert (second.status_code, second.json["action"]) == (202, "remove")
+    assert plans(bigpanda) == []
+
+
+def test_a_cancel_delivered_before_the_update_it_follows_wins(web, work, bigpanda):
+    updated = sample_payload("jira", "jira_webhook_issue_updated_change.json", timedelta(hours=2))
+    canceled = sample_payload("jira", "jira_webhook_transition_canceled.json", timedelta(hours=2))
+    send(web, {**updated, "timestamp": updated["timestamp"] - 1})  # make the ledger known
+    work()
+
+    send(web, canceled)
+    late = send(web, updated)  # Jira retried the older delivery
+    work()
+
+    assert (late.status_code, late.json["reason"]) == (200, "stale")
+    assert plans(bigpanda) == []
+
+
+def test_a_deleted_issue_removes_its_plan(web, work, bigpanda):
+    updated = sample_payload("jira", "jira_webhook_issue_updated_change.json", timedelta(hours=2))
+    send(web, updated)
+    work()
+    deleted = sample_payload("jira", "jira_webhook_issue_deleted_change.json")
+    deleted["issue"]["key"] = "ITSM-1042"
+
+    answer = send(web, deleted)
+    work()
+
+    assert answer.json["action"] == "remove"
+    assert plans(bigpanda) == []
