@@ -13,7 +13,7 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 from werkzeug.exceptions import HTTPException
 
-from . import webhooks
+from . import admin, webhooks
 from .config import Settings
 from .errors import BridgeError, ConfigError, FieldError
 from .jobs import QUEUE_NAME
@@ -39,6 +39,8 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
     app.extensions["bridge"] = Runtime(settings, redis, Store(redis), queue, mappings)
     app.register_blueprint(webhooks.blueprint)
     app.register_blueprint(health)
+    if settings.admin_token:
+        app.register_blueprint(admin.blueprint)
     if settings.sandbox:
         if not settings.sandbox_token:
             raise ConfigError("BRIDGE_SANDBOX=1 needs BRIDGE_SANDBOX_TOKEN (bridge dev sets both)")

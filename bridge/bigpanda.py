@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urljoin, urlsplit
 
 import requests
@@ -14,6 +14,9 @@ from requests.adapters import HTTPAdapter
 
 from bridge.errors import PermanentError, TransientError
 from bridge.model import Plan, PlanStatus, normalized_fields
+
+if TYPE_CHECKING:
+    from bridge.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +39,13 @@ class BigPandaClient:
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
         clock: Callable[[], float] = time.time,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self._base = base_url.rstrip("/")
         self._token = token
         self._timeout = (connect_timeout, read_timeout)
         self._clock = clock
+        self._limiter = limiter
         self._session = requests.Session()
         # Retries live in one place (the RQ enqueue); a second layer here would multiply them.
         for scheme in ("http://", "https://"):
@@ -124,6 +129,8 @@ class BigPandaClient:
     ) -> requests.Response:
         """One request, no retry; raise the error class the outcome deserves."""
         path = urlsplit(url).path
+        if self._limiter is not None:
+            self._limiter.acquire()  # before the timer: time spent pacing is not BigPanda latency
         started = time.monotonic()
         try:
             response = self._session.request(

@@ -1,4 +1,4 @@
-"""`bridge`: dev, serve, worker and mappings check."""
+"""`bridge`: dev, serve, worker, mappings check, preview and jobs (failed, requeue)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,14 @@ from pathlib import Path
 from typing import NoReturn
 
 import click
-from rq import Queue, Worker
-from rq.serializers import JSONSerializer
 
-from . import jobs
+from . import failed_jobs, jobs
 from .config import Settings
 from .errors import ConfigError, FieldError
 from .mapping.loader import check_mappings, load_mappings
 from .preview import preview
 from .store import connect
+from .worker import make_worker
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
@@ -53,11 +52,9 @@ def worker(burst: bool) -> None:
     """An RQ worker with its scheduler (retry intervals need it). SIGTERM finishes the job."""
     settings = _settings()
     mappings = _fail_on(lambda: load_mappings(settings.mappings_dir, settings.secrets))
-    _fail_on(lambda: jobs.configure(settings, mappings))
     connection = connect(settings.redis_url)  # type: ignore[arg-type]
-    queue = Queue(jobs.QUEUE_NAME, connection=connection, serializer=JSONSerializer)
-    rq_worker = Worker([queue], connection=connection, serializer=JSONSerializer)
-    rq_worker.work(with_scheduler=True, burst=burst)
+    _fail_on(lambda: jobs.configure(settings, mappings, connection))
+    make_worker(connection).work(with_scheduler=True, burst=burst)
 
 
 @main.group()
@@ -102,6 +99,54 @@ def preview_command(source: str, payload) -> None:
     except FieldError as exc:
         _exit(f"invalid change: {exc}")
     click.echo(json.dumps(result, indent=2, default=str))
+
+
+@main.group("jobs")
+def jobs_group() -> None:
+    """Failed reconcile jobs: list them, run them again."""
+
+
+@jobs_group.command("failed")
+def jobs_failed() -> None:
+    """Failed reconcile jobs, the latest failure first, with BigPanda's message."""
+    found = [job.to_json() for job in failed_jobs.list_failed(_redis())]
+    columns = ["id", "maintenance_key", "tries", "failed_at", "error"]
+    rows = [[str(job[c] if job[c] is not None else "-") for c in columns] for job in found]
+    if rows:
+        table = [["JOB ID", "KEY", "TRIES", "FAILED AT", "ERROR"], *rows]
+        widths = [max(len(row[i]) for row in table) for i in range(len(columns) - 1)]
+        for row in table:  # the error, last, is not padded: it may be long
+            padded = [cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)]
+            click.echo("  ".join([*padded, row[-1]]))
+    click.echo(f"{len(rows)} failed job{'' if len(rows) == 1 else 's'}")
+
+
+@jobs_group.command("requeue")
+@click.argument("job_id", required=False)
+@click.option("--all", "everything", is_flag=True, help="requeue every failed job")
+def jobs_requeue(job_id: str | None, everything: bool) -> None:
+    """Run the failed job JOB_ID (or --all of them) again, with its retries restored."""
+    if bool(job_id) == everything:
+        raise click.UsageError("give a JOB_ID or --all (not both)")
+    connection = _redis()
+    if everything:
+        requeued = failed_jobs.requeue_all(connection)
+    else:
+        key = failed_jobs.requeue(connection, job_id)  # type: ignore[arg-type]
+        if key is None:
+            _exit(f"no failed reconcile job has the id {job_id!r} (see: bridge jobs failed)")
+        requeued = {job_id: key}  # type: ignore[dict-item]
+    for requeued_id, key in requeued.items():
+        click.echo(f"requeued {requeued_id} ({key})")
+    click.echo(f"{len(requeued)} job{'' if len(requeued) == 1 else 's'} requeued")
+
+
+def _redis():
+    """The Redis of the queue: only REDIS_URL is needed (no BigPanda key) to manage jobs."""
+    settings = _fail_on(Settings.from_env)
+    if not settings.redis_url:
+        _exit("cannot start: REDIS_URL is not set")
+    return connect(settings.redis_url)
 
 
 def _exit(message: str) -> NoReturn:

@@ -28,6 +28,7 @@ class Settings:
     max_body_bytes: int = MIB
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
+    rate_limit: float = 5.0  # BigPanda requests per second per organization, all workers together
     # The environment mapping files take their secrets from (by variable name).
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
 
@@ -51,6 +52,7 @@ class Settings:
             max_body_bytes=_int(env, "BRIDGE_MAX_BODY_BYTES", MIB),
             connect_timeout=_float(env, "BIGPANDA_CONNECT_TIMEOUT", 5.0),
             read_timeout=_float(env, "BIGPANDA_READ_TIMEOUT", 30.0),
+            rate_limit=_float(env, "BIGPANDA_RATE_LIMIT", 5.0),
             secrets=env,
         )
 

@@ -2,31 +2,43 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
+import math
+import random
 import re
-import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+from redis import Redis
+from redis.exceptions import LockError
+from redis.lock import Lock
 from rq import Queue, Retry, get_current_job
+from rq.job import Job
 
 from .bigpanda import BigPandaClient
 from .config import Settings
+from .converge import KeyReconciler
 from .errors import ConfigError, PermanentError, TransientError
 from .mapping.loader import SourceMapping, load_mappings
-from .model import DesiredPlan, Plan, plans_of
-from .reconcile import Call, reconcile
-from .store import PREFIX, KeyState, Store, change_key_of
+from .ratelimit import RateLimiter
+from .store import PREFIX, Store
 
 log = logging.getLogger(__name__)
 
 QUEUE_NAME = "bridge"
-# Transient BigPanda failures: the first retries within seconds, the last about an hour later.
-RETRY_INTERVALS = [5, 15, 60, 180, 600, 1200, 1800]
-LOCK_SECONDS = 120
-# A reconcile re-reads the desired plan after its calls: an event may have arrived meanwhile.
-MAX_PASSES = 5
+# Transient BigPanda failures: 8 retries, the first within seconds (a blip heals in well under a
+# minute), growing to half an hour; about 53 minutes in all. Each job gets its own jitter.
+RETRY_INTERVALS = (2, 5, 15, 45, 120, 300, 900, 1800)
+RETRY_JITTER = 0.2
+# The per-key lock outlives one slow BigPanda call (30 s read timeout); it is renewed before
+# every write, and a job that lost it stops writing (fencing).
+LOCK_SECONDS = 45
+# BigPanda allows `rate` requests per second; the pace leaves 5% for network jitter.
+RATE_PERIOD_SECONDS = 1.05
 
 
 @dataclass
@@ -39,12 +51,16 @@ class WorkerContext:
 _context: WorkerContext | None = None
 
 
-def configure(settings: Settings, mappings: Mapping[str, SourceMapping] | None = None) -> None:
-    """Build the worker's BigPanda clients (called once at worker start-up)."""
+def configure(
+    settings: Settings, mappings: Mapping[str, SourceMapping] | None, redis: Redis
+) -> None:
+    """Build the worker's BigPanda clients, one per organization, each paced by a rate limiter
+    that every worker shares through Redis (called once at worker start-up)."""
     global _context
     if mappings is None:
         mappings = load_mappings(settings.mappings_dir, settings.secrets)
-    clients = {None: _client(settings, settings.bigpanda_api_url, settings.bigpanda_token)}
+    default = (settings.bigpanda_api_url, settings.bigpanda_token)
+    clients = {None: _client(settings, redis, *default)}
     for mapping in mappings.values():
         for name, target in mapping.targets.items():
             token = settings.secrets.get(target.api_key_env)
@@ -52,13 +68,21 @@ def configure(settings: Settings, mappings: Mapping[str, SourceMapping] | None =
                 raise ConfigError(
                     f"{mapping.path}: targets.{name}: {target.api_key_env} is not set"
                 )
-            clients[name] = _client(settings, target.api_url, token)
+            clients[name] = _client(settings, redis, target.api_url, token)
     _context = WorkerContext(clients=clients)
 
 
-def _client(settings: Settings, url: str, token: str) -> BigPandaClient:
+def _client(settings: Settings, redis: Redis, url: str, token: str) -> BigPandaClient:
+    # The limit is BigPanda's per organization: one limiter per URL and key, named by a hash
+    # so that no key appears in Redis.
+    organization = hashlib.sha256(f"{url}\n{token}".encode()).hexdigest()[:16]
+    limiter = RateLimiter(redis, organization, rate=settings.rate_limit, period=RATE_PERIOD_SECONDS)
     return BigPandaClient(
-        url, token, connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout
+        url,
+        token,
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
+        limiter=limiter,
     )
 
 
@@ -74,11 +98,20 @@ def enqueue_reconcile(queue: Queue, maintenance_key: str, job_id: str) -> None:
         reconcile_key,
         maintenance_key,
         job_id=job_id,
-        retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
+        retry=Retry(max=len(RETRY_INTERVALS), interval=retry_intervals()),
         result_ttl=3600,
         failure_ttl=30 * 24 * 3600,
         description=f"reconcile {maintenance_key}",
     )
+
+
+def retry_intervals(rng: random.Random | None = None) -> list[int]:
+    """The retry intervals of one job: the base ones with +-20% jitter, so that jobs failed by
+    the same BigPanda blip (or 429) do not all come back in the same second."""
+    rng = rng or random.Random()
+    return [
+        max(1, round(i * rng.uniform(1 - RETRY_JITTER, 1 + RETRY_JITTER))) for i in RETRY_INTERVALS
+    ]
 
 
 def reconcile_key(maintenance_key: str) -> str:
@@ -86,142 +119,67 @@ def reconcile_key(maintenance_key: str) -> str:
 
     A TransientError escapes and RQ retries the job; a PermanentError is recorded and ends the
     job in RQ's failed registry with BigPanda's message, without retries."""
-    if _context is None:
-        configure(Settings.from_env())
-    assert _context is not None
     job = get_current_job()
+    if _context is None:
+        configure(Settings.from_env(), None, job.connection)
+    assert _context is not None
     store = Store(job.connection)
     store.claim(maintenance_key, job.id)
-    lock = job.connection.lock(
-        f"{PREFIX}lock:{maintenance_key}", timeout=LOCK_SECONDS, blocking_timeout=LOCK_SECONDS
-    )
-    with lock:
+    with _key_lock(job, maintenance_key) as lock:
         try:
-            return _converge(store, _context.clients, maintenance_key)
+            return KeyReconciler(store, _context.clients, maintenance_key, _fence(lock)).converge()
         except TransientError as exc:
-            store.record(maintenance_key, "retrying", status=exc.http_status, error=exc.message)
+            event = "retrying" if job.retries_left else "failed"  # RQ retries no more after this
+            store.record(
+                maintenance_key, event, job=job.id, status=exc.http_status, error=exc.message
+            )
+            _honour_retry_after(job, exc.retry_after)
             raise
         except PermanentError as exc:
-            store.record(maintenance_key, "failed", status=exc.http_status, error=exc.message)
+            store.record(
+                maintenance_key, "failed", job=job.id, status=exc.http_status, error=exc.message
+            )
             job.retries_left = 0  # retrying cannot help: BigPanda refused the request itself
             raise
 
 
-def _converge(store: Store, clients: Mapping[str | None, BigPandaClient], key: str) -> str:
-    """Reconcile until the desired plan read before the calls is still the newest one."""
-    if not store.ledger_intact():
-        # Redis lost the key -> id memory: rebuild it from one full listing before any create.
-        found = store.rebuild_ledger({name: c.list_plans() for name, c in clients.items()})
-        log.info("rebuilt the plan ledger from BigPanda: %d live plans", found)
-    outcomes: list[str] = []
-    for _ in range(MAX_PASSES):
-        state = store.state(key)
-        listed = _adopt(store, clients, key, state) if state.create_uncertain else {}
-        state = store.state(key) if listed else state
-        wanted = plans_of(state.desired)
-        outcomes = [
-            _reconcile_plan(store, clients, key, plan_key, wanted.get(plan_key), state, listed)
-            for plan_key in sorted(set(wanted) | set(state.plans))
-        ]
-        if store.state(key).desired == state.desired:
-            break
-    return "; ".join(outcomes) or "nothing to do"
-
-
-def _adopt(
-    store: Store, clients: Mapping[str | None, BigPandaClient], key: str, state: KeyState
-) -> dict[str, Plan]:
-    """After a create of unknown outcome, take the plans BigPanda lists under this change;
-    returns them by plan key, as read, so that they need not be read again."""
-    adopted: dict[str, Plan] = {}
-    targets = {plan.target for plan in plans_of(state.desired).values()} or {None}
-    for target in targets:
-        for plan in clients[target].list_plans():
-            plan_key = plan.maintenance_key or ""
-            ours = change_key_of(plan_key) == key and plan.status != "ended"
-            if ours and plan_key not in state.plans:
-                store.remember_plan(key, plan_key, plan.id, target)
-                store.record(key, "adopted", plan_key=plan_key, plan_id=plan.id)
-                adopted[plan_key] = plan
-    store.set_create_uncertain(key, False)
-    return adopted
-
-
-def _reconcile_plan(
-    store: Store,
-    clients: Mapping[str | None, BigPandaClient],
-    key: str,
-    plan_key: str,
-    desired: DesiredPlan | None,
-    state: KeyState,
-    listed: Mapping[str, Plan],
-) -> str:
-    remembered = state.plans.get(plan_key)
-    target = desired.target if desired else remembered.target if remembered else None
-    client = clients[target]
-    actual = listed.get(plan_key) or _current_plan(
-        store, client, key, plan_key, remembered.id if remembered else None
-    )
-    result = reconcile(desired, actual, time.time())
-    if result.warning:
-        store.record(key, "warning", plan_key=plan_key, message=result.warning)
-    for call in result.calls:
-        _call(store, client, key, plan_key, target, call)
-    if not result.calls:
-        store.record(key, "in_sync", plan_key=plan_key, plan_id=actual.id if actual else None)
-        return f"{plan_key}: in sync"
-    return f"{plan_key}: {', '.join(call.action for call in result.calls)}"
-
-
-def _current_plan(
-    store: Store, client: BigPandaClient, key: str, plan_key: str, plan_id: str | None
-) -> Plan | None:
-    """The remembered plan as BigPanda holds it now; forgotten when BigPanda no longer has it."""
-    if not plan_id:
-        return None
-    plan = client.get(plan_id)
-    if plan is None:
-        store.remember_plan(key, plan_key, None)
-        store.record(key, "vanished", plan_key=plan_key, plan_id=plan_id)
-    return plan
-
-
-def _call(
-    store: Store, client: BigPandaClient, key: str, plan_key: str, target: str | None, call: Call
-) -> None:
-    if call.action == "create":
-        store.set_create_uncertain(key, True)  # a crash or timeout from here on: list, then adopt
-        try:
-            plan = client.create(dict(call.body))
-        except PermanentError:
-            store.set_create_uncertain(key, False)  # refused: certainly not created
-            raise
-        store.remember_plan(key, plan_key, plan.id, target)
-        store.set_create_uncertain(key, False)
-        store.record(key, "created", plan_key=plan_key, plan_id=plan.id,
-                     start=call.body["start"], end=call.body["end"])  # fmt: skip
-        return
-    assert call.plan_id is not None
-    if call.action == "update":
-        client.update(call.plan_id, dict(call.body))
-        store.record(
-            key, "updated", plan_key=plan_key, plan_id=call.plan_id, fields=sorted(call.body)
-        )
-        return
-    if call.action == "stop":
-        _stop(client, call.plan_id)
-    else:
-        client.delete(call.plan_id)
-    store.remember_plan(key, plan_key, None)
-    event = "stopped" if call.action == "stop" else "deleted"
-    store.record(key, event, plan_key=plan_key, plan_id=call.plan_id)
-
-
-def _stop(client: BigPandaClient, plan_id: str) -> None:
-    """A 4xx on stop means "read the plan again": it may have ended already (SPEC)."""
+@contextmanager
+def _key_lock(job: Job, key: str) -> Iterator[Lock]:
+    """Serialize reconciles of one key across all workers. The lock's token names this attempt
+    of this job: an earlier attempt of the same job that RQ declared dead (its worker was
+    killed) left its lock behind, and the retry takes it over at once instead of waiting for
+    it to expire; should that attempt still be alive, its next fence check fails."""
+    name = f"{PREFIX}lock:{key}"
+    token = f"{job.id}:{uuid.uuid4().hex}"
+    lock = job.connection.lock(name, timeout=LOCK_SECONDS, blocking_timeout=LOCK_SECONDS)
+    held = job.connection.get(name)
+    if held and held.decode().startswith(f"{job.id}:"):
+        job.connection.set(name, token, xx=True, px=LOCK_SECONDS * 1000)
+        lock.local.token = token.encode()
+    elif not lock.acquire(token=token):
+        raise TransientError(0, f"{key} is being reconciled by another worker; retrying")
     try:
-        client.stop(plan_id)
-    except PermanentError:
-        plan = client.get(plan_id)
-        if plan is not None and plan.status == "running":
-            raise
+        yield lock
+    finally:
+        with contextlib.suppress(LockError):
+            lock.release()
+
+
+def _fence(lock: Lock) -> Callable[[], None]:
+    """Renew the key's lock before a write; a job that lost it must not write (fencing)."""
+
+    def fence() -> None:
+        try:
+            lock.reacquire()
+        except LockError:
+            raise TransientError(0, "lost the key's lock to another worker; retrying") from None
+
+    return fence
+
+
+def _honour_retry_after(job, retry_after: float | None) -> None:
+    """BigPanda's Retry-After, when it sends one, lengthens the next retry interval."""
+    if retry_after is None or not job.retries_left or not job.retry_intervals:
+        return
+    index = max(len(job.retry_intervals) - job.retries_left, 0)
+    job.retry_intervals[index] = max(job.retry_intervals[index], math.ceil(retry_after))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
@@ -123,6 +124,12 @@ class NoPlan:
 
 
 Decision = DesiredPlan | SplitPlan | NoPlan
+PART_SUFFIX = re.compile(r"#\d+$")  # the part of a split plan: CHG0030412#2
+
+
+def change_key_of(plan_key: str) -> str:
+    """The change a plan belongs to: a split part `K#2` belongs to `K`."""
+    return PART_SUFFIX.sub("", plan_key)
 
 
 def plans_of(decision: Decision | None) -> dict[str, DesiredPlan]:

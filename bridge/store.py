@@ -7,7 +7,6 @@ stores it, and tells the caller whether a reconcile must be enqueued or one is a
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -17,13 +16,13 @@ from redis import Redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from .model import Decision, DesiredPlan, NoPlan, Plan, SplitPlan
+from .model import Decision, DesiredPlan, NoPlan, Plan, SplitPlan, change_key_of
 
 PREFIX = "bridge:"
 LEDGER_MARKER = PREFIX + "ledger-marker"  # absent: the key -> plan id memory may have been lost
 KNOWN_KEYS = PREFIX + "keys"
 HISTORY_LENGTH = 50
-_PART_SUFFIX = re.compile(r"#\d+$")
+
 RQ_JOB_PREFIX = "rq:job:"
 
 Verdict = Literal["stale", "duplicate", "ignored", "joined", "enqueue"]
@@ -98,6 +97,8 @@ class KeyState:
     desired: Decision | None
     plans: Mapping[str, RememberedPlan]  # by the plan's own maintenance_key (K, or K#n parts)
     create_uncertain: bool
+    version: tuple[float, ...] | None = None  # of the newest event seen
+    pending_job: str | None = None
 
 
 @dataclass(frozen=True)
@@ -177,14 +178,19 @@ class Store:
         self._claim(keys=[_change(key)], args=[job_id])
 
     def state(self, key: str) -> KeyState:
-        desired, plans, uncertain = self.redis.hmget(
-            _change(key), ["desired", "plans", "create_uncertain"]
+        desired, plans, uncertain, version, pending = self.redis.hmget(
+            _change(key), ["desired", "plans", "create_uncertain", "version", "pending"]
         )
         return KeyState(
             desired=decision_from_json(desired) if desired else None,
             plans=_plans_from_json(plans),
             create_uncertain=bool(uncertain),
+            version=tuple(json.loads(version)) if version else None,
+            pending_job=pending.decode() if pending else None,
         )
+
+    def is_known(self, key: str) -> bool:
+        return bool(self.redis.sismember(KNOWN_KEYS, key))
 
     def remember_plan(
         self, key: str, plan_key: str, plan_id: str | None, target: str | None = None
@@ -249,11 +255,6 @@ def connect(url: str) -> Redis:
         socket_timeout=10,
         health_check_interval=30,
     )
-
-
-def change_key_of(plan_key: str) -> str:
-    """The change a plan belongs to: a split part `K#2` belongs to `K`."""
-    return _PART_SUFFIX.sub("", plan_key)
 
 
 def _plans_from_json(raw: bytes | None) -> dict[str, RememberedPlan]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -43,8 +44,12 @@ class RecordedBigPanda:
 
 
 @contextmanager
-def serve_sandbox(redis: Redis) -> Iterator[RecordedBigPanda]:
-    """The sandbox blueprint alone, on 127.0.0.1, recording each (method, path) it serves."""
+def serve_sandbox(
+    redis: Redis, delay: Callable[[str, str], float] | None = None
+) -> Iterator[RecordedBigPanda]:
+    """The sandbox blueprint alone, on 127.0.0.1, recording each (method, path) it serves;
+    `delay(method, path)` seconds are waited after a request is handled, before it is answered
+    (a slow BigPanda: the work is done, the answer is late)."""
     app = Flask("sandbox-under-test")
     app.register_blueprint(create_sandbox(redis, SANDBOX_TOKEN))
     server = make_server("127.0.0.1", 0, app, threaded=True)
@@ -52,8 +57,11 @@ def serve_sandbox(redis: Redis) -> Iterator[RecordedBigPanda]:
     inner = app.wsgi_app
 
     def recording(environ, start_response):
-        recorded.requests.append((environ["REQUEST_METHOD"], environ["PATH_INFO"]))
-        return inner(environ, start_response)
+        method, path = environ["REQUEST_METHOD"], environ["PATH_INFO"]
+        recorded.requests.append((method, path))
+        answer = list(inner(environ, start_response))
+        time.sleep(delay(method, path) if delay else 0)
+        return answer
 
     app.wsgi_app = recording  # type: ignore[method-assign]
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
@@ -78,7 +86,7 @@ def bridge_settings(redis_url: str, bigpanda_url: str) -> Settings:
 
 def run_worker(redis: Redis, settings: Settings) -> None:
     """Work the queue until it is empty, in this process (a real RQ worker, no fork)."""
-    jobs.configure(settings)
+    jobs.configure(settings, None, redis)
     queue = Queue(jobs.QUEUE_NAME, connection=redis, serializer=JSONSerializer)
     SimpleWorker([queue], connection=redis, serializer=JSONSerializer).work(burst=True)
 
@@ -118,3 +126,20 @@ def _shift(value: Any, delta: timedelta) -> Any:
 
 def epoch(text: str) -> int:
     return int(datetime.strptime(text, STAMP).replace(tzinfo=UTC).timestamp())
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid`, from /proc (children of children included)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier}
+        found |= frontier
+    return found

@@ -85,7 +85,10 @@ def _items(rule: ConditionRule, cis: Sequence[CI]) -> list[Item]:
     """(tag, value) pairs in CI order, deduplicated; CIs of unmapped classes are left out."""
     items: dict[Item, None] = {}
     for ci in cis:
-        tags = rule.tags.get(ci.ci_class) or rule.tags.get(DEFAULT_CLASS) or ()
+        # A class listed with no tag ([]) is left out, even when there is a default.
+        tags = (
+            rule.tags[ci.ci_class] if ci.ci_class in rule.tags else rule.tags.get(DEFAULT_CLASS, ())
+        )
         value = ci.name.lower() if rule.lowercase_values else ci.name
         if rule.match == "prefix" and not value.endswith("*"):
             value += "*"

@@ -17,7 +17,7 @@ from ..sources import PARSERS, Parser
 from .condition import DEFAULT_CLASS, ConditionRule
 from .dates import DateSpec
 from .filters import Filter
-from .schema import AuthSchema, MappingFileSchema
+from .schema import AuthSchema, MappingFileSchema, with_defaults
 from .templates import Template
 
 Path_ = tuple[str | int, ...]
@@ -138,36 +138,74 @@ def load_file(path: Path, secrets: Mapping[str, str] | None) -> SourceMapping:
         raise ConfigError(f"{path}: cannot read YAML: {exc}".replace("\n", " ")) from None
     if not isinstance(document, dict):
         raise ConfigError(f"{path}: must be a mapping of settings, not {type(document).__name__}")
+    data, errors = None, []
     try:
         data = MappingFileSchema().load(document)
-        verifiers = _verifiers(data["auth"], secrets)
     except ValidationError as exc:
-        found = [_describe(path, p, m, lines, document) for p, m in _leaves(exc.messages)]
-        raise ConfigError("\n".join(found)) from None
+        errors = [e for e in _leaves(exc.messages) if not _from_defaults(e[0], document)]
+    verifiers, auth_errors = _verifiers(document.get("auth"), secrets)
+    errors += auth_errors + _unknown_targets(document)
+    if errors or data is None:
+        found = [_describe(path, where, message, lines, document) for where, message in errors]
+        raise ConfigError("\n".join(dict.fromkeys(found)))
     return _compile(path, data, verifiers)
 
 
-def _verifiers(auth: Any, secrets: Mapping[str, str] | None) -> tuple[Verifier, ...]:
-    """`auth: none` must be said explicitly; otherwise methods, any of which passes."""
+def _from_defaults(where: Path_, document: dict) -> bool:
+    """A rule's plan error about a key the rule took from `defaults`: reported there, once."""
+    if len(where) < 4 or where[0] != "rules" or where[2] != "plan" or not isinstance(where[1], int):
+        return False
+    rules, defaults = document.get("rules"), document.get("defaults")
+    if not isinstance(rules, list) or not isinstance(defaults, dict) or where[1] >= len(rules):
+        return False
+    own = rules[where[1]].get("plan") if isinstance(rules[where[1]], dict) else None
+    return where[3] in defaults and not (isinstance(own, dict) and where[3] in own)
+
+
+def _verifiers(
+    auth: Any, secrets: Mapping[str, str] | None
+) -> tuple[tuple[Verifier, ...], list[tuple[Path_, str]]]:
+    """`auth: none` must be said explicitly; otherwise methods, any of which passes. Every bad
+    entry and missing secret is reported."""
     if auth == "none":
-        return ()
+        return (), []
+    if auth is None:
+        return (), [(("auth",), "missing: list the methods senders use, or say `auth: none`")]
     entries = auth if isinstance(auth, list) else [auth]
     if not entries:
-        raise ValidationError({"auth": ["list at least one method, or say `auth: none`"]})
+        return (), [(("auth",), "list at least one method, or say `auth: none`")]
     verifiers: list[Verifier] = []
+    errors: list[tuple[Path_, str]] = []
     for index, entry in enumerate(entries):
         try:
             config = AuthSchema().load(entry if isinstance(entry, dict) else {})
         except ValidationError as exc:
-            raise ValidationError({"auth": {index: exc.messages}}) from None
+            errors += _leaves(exc.messages, ("auth", index))
+            continue
         if secrets is None:  # loaded to check or preview: accept no webhook at all
             verifiers.append(Verifier(kind="refuse", secret=b""))
-            continue
-        if not secrets.get(config["secret_env"]):
+        elif not secrets.get(config["secret_env"]):
             message = f"environment variable {config['secret_env']} is not set"
-            raise ValidationError({"auth": {index: {"secret_env": [message]}}})
-        verifiers.append(build_verifier(config, secrets, f"auth[{index}]"))
-    return tuple(verifiers)
+            errors.append((("auth", index, "secret_env"), message))
+        else:
+            verifiers.append(build_verifier(config, secrets, f"auth[{index}]"))
+    return tuple(verifiers), errors
+
+
+def _unknown_targets(document: dict) -> list[tuple[Path_, str]]:
+    """Every rule whose plan names a target the file does not define under `targets:`."""
+    targets = document.get("targets")
+    known = set(targets) if isinstance(targets, dict) else set()
+    rules = document.get("rules") if isinstance(document.get("rules"), list) else []
+    defaults = document.get("defaults") if isinstance(document.get("defaults"), dict) else {}
+    errors = []
+    for index, rule in enumerate(rules):
+        plan = with_defaults(rule, defaults).get("plan") if isinstance(rule, dict) else None
+        target = plan.get("target") if isinstance(plan, dict) else None
+        if isinstance(target, str) and target not in known:
+            message = f"unknown target {target!r}; define it under `targets:`"
+            errors.append((("rules", index, "plan", "target"), message))
+    return errors
 
 
 def _compile(path: Path, data: dict[str, Any], verifiers: tuple[Verifier, ...]) -> SourceMapping:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidChange
-from ..model import Change, Decision, DesiredPlan, NoPlan, SplitPlan
+from ..model import PART_SUFFIX, Change, Decision, DesiredPlan, NoPlan, SplitPlan
 from .condition import build_conditions
 from .dates import read_date
 from .loader import PlanRule, Rule, SourceMapping
@@ -67,15 +67,20 @@ def _key(rule: Rule | None, mapping: SourceMapping, change: Change) -> str:
     key = template.render(change.fields, "maintenance_key")
     if not key:
         raise InvalidChange("maintenance_key", "is empty")
+    if PART_SUFFIX.search(key):
+        raise InvalidChange(
+            "maintenance_key", f"{key!r} ends in #<number>, which marks split plans"
+        )
     return key
 
 
 def _plan_decision(plan: PlanRule, change: Change, key: str, now: float) -> Decision:
     # Dates are checked only when a plan is wanted: a New or Canceled change often has none.
-    start = read_date(plan.start, change.fields) - plan.pad_before
-    end = read_date(plan.end, change.fields) + plan.pad_after
-    if end <= start:
+    start = read_date(plan.start, change.fields)
+    end = read_date(plan.end, change.fields)
+    if end <= start:  # checked before padding, which must not hide a wrong window
         raise InvalidChange(plan.end.field, f"is not after {plan.start.field}")
+    start, end = start - plan.pad_before, end + plan.pad_after
     if end <= now:
         return NoPlan(key, "window_over")
     conditions = build_conditions(plan.condition, change.cis)
@@ -104,9 +109,12 @@ def _desired(
     suffix: str = "",
 ) -> DesiredPlan:
     values = {**values, "maintenance_key": key}
+    name = plan.name.render(values, "plan name")
+    if not name:
+        raise InvalidChange("name", "the plan name template rendered nothing; BigPanda needs one")
     return DesiredPlan(
         maintenance_key=key,
-        name=plan.name.render(values, "plan name") + suffix,
+        name=name + suffix,
         condition=condition,
         start=start,
         end=end,

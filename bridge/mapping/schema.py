@@ -14,6 +14,7 @@ from marshmallow import (
     fields,
     pre_load,
     validate,
+    validates,
     validates_schema,
 )
 
@@ -71,7 +72,16 @@ def _tags(value: Any) -> tuple[str, ...]:
 
 def _clause(value: Any) -> dict:
     validate_bpql(value, "clause")
+    for tag in _clause_tags(value):
+        TAG(tag)
     return value
+
+
+def _clause_tags(node: dict) -> list[str]:
+    ((op, args),) = node.items()
+    if op in ("AND", "OR"):
+        return [tag for sub in args for tag in _clause_tags(sub)]
+    return [args[0]]
 
 
 def _fail(message: str) -> None:
@@ -165,7 +175,7 @@ class RuleSchema(Schema):
 class MappingFileSchema(Schema):
     source = fields.Str(required=True, validate=NAME)
     parser = fields.Str(required=True, validate=validate.OneOf(sorted(PARSERS)))
-    auth = fields.Raw(required=True)
+    auth = fields.Raw()  # checked by the loader, entry by entry, with the secrets
     maintenance_key = template(required=True)
     version = fields.List(fields.Str(), validate=validate.Length(min=1))
     cis = fields.List(fields.Nested(CISourceSchema), load_default=list)
@@ -175,25 +185,29 @@ class MappingFileSchema(Schema):
 
     @pre_load
     def _apply_defaults(self, data: Any, **kwargs: Any) -> Any:
-        """Each rule's plan is the file's `defaults` overridden key by key."""
+        """Each rule's plan is the file's `defaults` overridden key by key (and condition and
+        custom_tags entry by entry). `defaults` itself is checked on its own, at its place."""
         if not isinstance(data, dict) or not isinstance(data.get("defaults"), dict):
             return data
         rules = data.get("rules")
         if isinstance(rules, list):
-            data = {**data, "rules": [_with_defaults(rule, data["defaults"]) for rule in rules]}
+            data = {**data, "rules": [with_defaults(rule, data["defaults"]) for rule in rules]}
         return data
 
-    @validates_schema
-    def _targets_exist(self, data: dict, **kwargs: Any) -> None:
-        known = set(data.get("targets") or {})
-        for index, rule in enumerate(data.get("rules", [])):
-            target = (rule.get("plan") or {}).get("target")
-            if target and target not in known:
-                message = f"unknown target {target!r}; define it under `targets:`"
-                raise ValidationError({"rules": {index: {"plan": {"target": [message]}}}})
+    @validates("defaults")
+    def _defaults_valid(self, value: dict, **kwargs: Any) -> None:
+        PlanSchema(partial=True).load(value)
 
 
-def _with_defaults(rule: Any, defaults: dict) -> Any:
-    if isinstance(rule, dict) and isinstance(rule.get("plan"), dict):
-        return {**rule, "plan": {**defaults, **rule["plan"]}}
-    return rule
+MERGED_SECTIONS = ("condition", "custom_tags")
+
+
+def with_defaults(rule: Any, defaults: dict) -> Any:
+    """A rule whose plan starts from `defaults`; sections such as `condition` merge one level."""
+    if not isinstance(rule, dict) or not isinstance(rule.get("plan"), dict):
+        return rule
+    plan = {**defaults, **rule["plan"]}
+    for section in MERGED_SECTIONS:
+        if isinstance(defaults.get(section), dict) and isinstance(rule["plan"].get(section), dict):
+            plan[section] = {**defaults[section], **rule["plan"][section]}
+    return {**rule, "plan": plan}

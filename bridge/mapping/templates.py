@@ -17,7 +17,8 @@ _ENVIRONMENT = SandboxedEnvironment(
     autoescape=False,
     finalize=lambda value: "" if value is None else value,
 )
-_UNDEFINED_NAME = re.compile(r"'(?:[^']*' has no attribute ')?([^']+)' is undefined")
+# Jinja2 says "'x' is undefined" for a name and "'dict object' has no attribute 'y'" for a key.
+_UNDEFINED_NAME = re.compile(r"has no attribute '([^']+)'|'([^']+)' is undefined")
 
 
 class Template:
@@ -33,7 +34,7 @@ class Template:
             return self._template.render(fields).strip()
         except UndefinedError as exc:
             match = _UNDEFINED_NAME.search(str(exc))
-            field = match.group(1) if match else used_for
+            field = (match.group(1) or match.group(2)) if match else used_for
             raise InvalidChange(field, f"is missing (the {used_for} template needs it)") from None
         except (TemplateError, TypeError, ValueError, ArithmeticError) as exc:
             # The sandbox refusing an attribute, or a filter applied to the wrong kind of value.

@@ -1,0 +1,142 @@
+"""Failed reconcile jobs in RQ: list them with BigPanda's message, put one or all back to work."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from redis import Redis
+from rq.exceptions import DeserializationError, InvalidJobOperation, NoSuchJobError
+from rq.job import Job
+from rq.registry import FailedJobRegistry
+from rq.serializers import JSONSerializer
+
+from . import jobs
+from .errors import PermanentError, TransientError
+from .store import Store
+
+RECONCILE = f"{jobs.reconcile_key.__module__}.{jobs.reconcile_key.__qualname__}"
+# What a reconcile records in the key's history each time a run of it fails.
+FAILED_RUN_EVENTS = frozenset({"retrying", "failed"})
+# The exception class the worker writes before BigPanda's message: not worth showing.
+_BIGPANDA_PREFIXES = tuple(
+    f"{e.__module__}.{e.__qualname__}: " for e in (PermanentError, TransientError)
+)
+
+
+@dataclass(frozen=True)
+class FailedJob:
+    """A reconcile job RQ gave up on, and why."""
+
+    id: str
+    maintenance_key: str
+    error: str
+    tries: int
+    failed_at: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        failed_at = self.failed_at.astimezone(UTC) if self.failed_at else None
+        return {
+            "id": self.id,
+            "maintenance_key": self.maintenance_key,
+            "error": self.error,
+            "tries": self.tries,
+            "failed_at": failed_at.strftime("%Y-%m-%dT%H:%M:%SZ") if failed_at else None,
+        }
+
+
+def failed_registry(connection: Redis) -> FailedJobRegistry:
+    return FailedJobRegistry(jobs.QUEUE_NAME, connection=connection, serializer=JSONSerializer)
+
+
+def list_failed(connection: Redis) -> list[FailedJob]:
+    """Every failed reconcile job still kept by RQ, the latest failure first."""
+    ids = failed_registry(connection).get_job_ids()
+    found = Job.fetch_many(ids, connection=connection, serializer=JSONSerializer)
+    store = Store(connection)
+    failed = [_describe(job, store) for job in found if job is not None and _is_reconcile(job)]
+    oldest = datetime.min.replace(tzinfo=UTC)
+    return sorted(failed, key=lambda job: job.failed_at or oldest, reverse=True)
+
+
+def requeue(connection: Redis, job_id: str) -> str | None:
+    """Put one failed reconcile job back on the queue with its retries restored; returns its
+    maintenance_key, or None when no failed reconcile job has that id."""
+    registry = failed_registry(connection)
+    if job_id not in registry:  # also refuses ids RQ would not accept, without fetching them
+        return None
+    try:
+        job = Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
+    except NoSuchJobError:  # the job expired while its registry entry did not yet
+        return None
+    if not _is_reconcile(job):
+        return None
+    # RQ's requeue keeps retries_left, which is 0 here: a failed reconcile used its retries up or
+    # was refused for good (jobs.py sets 0). Without this a requeued job would get no retry at all.
+    if job.retry_intervals:
+        job.retries_left = len(jobs.RETRY_INTERVALS)  # the max enqueue_reconcile gives every job
+    try:
+        registry.requeue(job)  # saves the job (with retries_left) and enqueues it
+    except InvalidJobOperation:  # someone else requeued or deleted it meanwhile
+        return None
+    return str(job.args[0])
+
+
+def requeue_all(connection: Redis) -> dict[str, str]:
+    """Requeue every failed reconcile job; returns the requeued ones: job id -> maintenance_key."""
+    requeued = {}
+    for job_id in failed_registry(connection).get_job_ids():
+        key = requeue(connection, job_id)
+        if key is not None:
+            requeued[job_id] = key
+    return requeued
+
+
+def error_of(exc_string: str | None) -> str:
+    """The last line of a failed job's exception text; for a BigPanda error, its message only."""
+    lines = [line.strip() for line in (exc_string or "").splitlines() if line.strip()]
+    if not lines:
+        return "(no error recorded)"
+    last = lines[-1]
+    for prefix in _BIGPANDA_PREFIXES:
+        if last.startswith(prefix):
+            return last[len(prefix) :]
+    return last
+
+
+def _is_reconcile(job: Job) -> bool:
+    """A job of ours; one this serializer cannot read is not, rather than the listing's end."""
+    try:
+        return job.func_name == RECONCILE and len(job.args) == 1
+    except DeserializationError:
+        return False
+
+
+def _describe(job: Job, store: Store) -> FailedJob:
+    key = str(job.args[0])
+    result = job.latest_result()
+    return FailedJob(
+        id=job.id,
+        maintenance_key=key,
+        error=error_of(result.exc_string if result else None),
+        tries=_tries(job, store.history(key)),
+        failed_at=job.ended_at,
+    )
+
+
+def _tries(job: Job, history: list[dict[str, Any]]) -> int:
+    """Runs of the job that failed, counted in the key's history between the job's creation and
+    its failure (RQ keeps no count, and jobs.py zeroes retries_left on a permanent error).
+    History entries do not name their job yet: an entry with a `job` field must name this one."""
+    start = math.floor(job.created_at.timestamp())  # history stamps are whole seconds
+    end = job.ended_at.timestamp() if job.ended_at else math.inf
+    runs = sum(
+        1
+        for entry in history
+        if entry.get("event") in FAILED_RUN_EVENTS
+        and start <= entry.get("at", 0) <= end
+        and entry.get("job", job.id) == job.id
+    )
+    return max(runs, 1)  # a run that failed outside BigPanda (a bug, Redis) records no event

@@ -1,0 +1,141 @@
+"""Crash safety with real worker processes: SIGKILL mid-create, SIGTERM mid-job."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from bridge_harness import (
+    JIRA_SECRET,
+    SANDBOX_TOKEN,
+    SERVICENOW_TOKEN,
+    bridge_settings,
+    descendants,
+    serve_sandbox,
+    servicenow_payload,
+)
+
+from bridge.app import create_app
+from bridge.store import Store
+
+REPO = Path(__file__).parent.parent
+KEY = "CHG0030412"
+SLOW_CREATE_SECONDS = 3.0
+
+
+@pytest.fixture
+def bigpanda(redis_conn):
+    """The sandbox, answering every create a few seconds after making the plan."""
+
+    def slow_create(method: str, path: str) -> float:
+        return SLOW_CREATE_SECONDS if method == "POST" and path.endswith("plans") else 0.0
+
+    with serve_sandbox(redis_conn, delay=slow_create) as server:
+        yield server
+
+
+@pytest.fixture
+def web(redis_url, redis_conn, bigpanda):
+    return create_app(bridge_settings(redis_url, bigpanda.url), redis=redis_conn).test_client()
+
+
+@pytest.fixture
+def start_worker(redis_url, bigpanda):
+    started: list[subprocess.Popen] = []
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "BIGPANDA_API_KEY": SANDBOX_TOKEN,
+        "BIGPANDA_API_URL": bigpanda.url,
+        "BRIDGE_MAPPINGS": str(REPO / "mappings"),
+        "SERVICENOW_WEBHOOK_TOKEN": SERVICENOW_TOKEN,
+        "JIRA_WEBHOOK_SECRET": JIRA_SECRET,
+    }
+
+    def start() -> subprocess.Popen:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bridge", "worker"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        for pid in [process.pid, *descendants(process.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        process.wait()
+
+
+def wait_for(condition, seconds: float, step: float = 0.1) -> float:
+    """Poll until `condition()` is true; returns the seconds it took (fails after `seconds`)."""
+    begin = time.monotonic()
+    while not condition():
+        if time.monotonic() - begin > seconds:
+            pytest.fail(f"not within {seconds} s")
+        time.sleep(step)
+    return time.monotonic() - begin
+
+
+def live_plans(bigpanda) -> list[dict]:
+    answer = requests.get(
+        f"{bigpanda.url}/resources/v2.0/maintenance-plans",
+        headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"},
+        timeout=5,
+    )
+    return [] if answer.status_code == 204 else answer.json()
+
+
+def send(web):
+    payload = servicenow_payload("servicenow_change_scheduled.json")
+    return web.post(
+        "/webhooks/servicenow",
+        json=payload,
+        headers={"Authorization": f"Bearer {SERVICENOW_TOKEN}"},
+    )
+
+
+def test_a_worker_killed_mid_create_is_replaced_without_a_duplicate_plan(
+    web, bigpanda, start_worker, redis_conn
+):
+    first = start_worker()
+    assert send(web).status_code == 202
+    wait_for(lambda: bigpanda.count("POST", r"plans$") == 1, 15)  # the create is in flight
+
+    for pid in [first.pid, *descendants(first.pid)]:  # RQ's work horse has a session of its own
+        os.kill(pid, signal.SIGKILL)
+    first.wait()
+    start_worker()
+    store = Store(redis_conn)
+    took = wait_for(lambda: KEY in store.state(KEY).plans, 60, step=0.5)
+
+    [plan] = live_plans(bigpanda)
+    assert store.state(KEY).plans[KEY].id == plan["id"]
+    assert bigpanda.count("POST", r"plans$") == 1  # adopted from the listing, not re-created
+    assert "adopted" in [entry["event"] for entry in store.history(KEY)]
+    assert took < 60
+
+
+def test_sigterm_lets_the_worker_finish_its_job_then_exit(web, bigpanda, start_worker, redis_conn):
+    worker = start_worker()
+    assert send(web).status_code == 202
+    wait_for(lambda: bigpanda.count("POST", r"plans$") == 1, 15)
+
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(30)
+
+    assert worker.returncode == 0
+    store = Store(redis_conn)
+    [plan] = live_plans(bigpanda)
+    assert store.state(KEY).plans[KEY].id == plan["id"]  # the answer was awaited and stored
+    assert not store.state(KEY).create_uncertain

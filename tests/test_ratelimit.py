@@ -1,0 +1,127 @@
+"""The shared rate limiter on a real Redis: spacing, many processes, names, max_wait, the client."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from bisect import bisect_left
+
+import pytest
+import redis
+from redis import Redis
+from scripted_bigpanda import Received, Reply, ScriptedBigPanda
+
+from bridge.bigpanda import BigPandaClient
+from bridge.errors import TransientError
+from bridge.ratelimit import RateLimiter
+
+# Stamps are read after the sleep returns, so two releases can land a little closer than their
+# slots (uneven Redis reply latency, sleep overshoot); 20 ms off the window absorbs that.
+WINDOW = 0.98
+
+
+def most_in_window(stamps: list[float], width: float = WINDOW) -> int:
+    """The largest number of stamps inside any window [t, t + width)."""
+    ordered = sorted(stamps)
+    return max(bisect_left(ordered, t + width) - i for i, t in enumerate(ordered))
+
+
+def test_one_process_is_paced_to_five_a_second(redis_conn):
+    limiter = RateLimiter(redis_conn, "org")
+    started = time.monotonic()
+    stamps = []
+    for _ in range(20):
+        limiter.acquire()
+        stamps.append(time.monotonic())
+    elapsed = stamps[-1] - started
+    print(f"20 acquires: {elapsed:.3f} s, at most {most_in_window(stamps)} in {WINDOW} s")
+    assert most_in_window(stamps) <= 5
+    assert 2.8 <= elapsed < 4.5
+
+
+def _acquire_in_a_process(redis_url, name, count, barrier, stamps) -> None:
+    limiter = RateLimiter(Redis.from_url(redis_url), name)
+    barrier.wait()  # start together: the limiter, not process start-up, must spread the sends
+    for _ in range(count):
+        limiter.acquire()
+        stamps.put(time.time())
+
+
+def test_processes_sharing_a_name_never_exceed_the_rate_together(redis_url, redis_conn):
+    context = multiprocessing.get_context("spawn")
+    barrier, stamps = context.Barrier(4), context.Queue()
+    args = (redis_url, "org", 8, barrier, stamps)
+    workers = [context.Process(target=_acquire_in_a_process, args=args) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    merged = [stamps.get(timeout=30) for _ in range(32)]
+    for worker in workers:
+        worker.join(timeout=10)
+        assert worker.exitcode == 0
+    span = max(merged) - min(merged)
+    print(f"4x8 acquires: {span:.3f} s, at most {most_in_window(merged)} in {WINDOW} s")
+    assert most_in_window(merged) <= 5
+    assert span >= 31 * 0.2 - 0.05  # 32 distinct slots, none shared
+
+
+def test_different_names_do_not_limit_each_other(redis_conn):
+    waits_a: list[float] = []
+    waits_b: list[float] = []
+    a = RateLimiter(redis_conn, "org-a", sleep=waits_a.append)
+    b = RateLimiter(redis_conn, "org-b", sleep=waits_b.append)
+    for _ in range(3):
+        a.acquire()
+    b.acquire()
+    assert waits_a == [pytest.approx(0.2, abs=0.05), pytest.approx(0.4, abs=0.05)]
+    assert waits_b == []  # org-b's first caller goes at once, whatever org-a has queued
+
+
+def test_the_key_expires_once_its_slots_have_passed(redis_conn):
+    limiter = RateLimiter(redis_conn, "org", sleep=lambda seconds: None)
+    for _ in range(3):
+        limiter.acquire()
+    assert redis_conn.exists("bridge:ratelimit:org")
+    assert 0 < redis_conn.pttl("bridge:ratelimit:org") <= 600
+
+
+def test_a_wait_beyond_max_wait_is_a_transient_429_at_once(redis_conn):
+    limiter = RateLimiter(redis_conn, "org", rate=1, period=10, max_wait=1)
+    limiter.acquire()
+    started = time.monotonic()
+    with pytest.raises(TransientError) as caught:
+        limiter.acquire()
+    assert time.monotonic() - started < 0.5
+    assert caught.value.http_status == 429
+    assert "max_wait" in caught.value.message
+    assert caught.value.retry_after == pytest.approx(10, abs=0.5)
+
+
+def test_a_refused_caller_reserves_no_slot(redis_conn):
+    limiter = RateLimiter(redis_conn, "org", rate=2, period=1, max_wait=0.7, sleep=lambda s: None)
+    limiter.acquire()  # slot now
+    limiter.acquire()  # slot now + 0.5 (not slept: the queue ahead stays 1.0 s long)
+    with pytest.raises(TransientError):
+        limiter.acquire()  # would be now + 1.0
+    time.sleep(0.6)
+    limiter.acquire()  # now + 0.4 fits in 0.7; it would be 0.9 had the refusal taken a slot
+
+
+def test_an_unreachable_redis_raises_its_connection_error(tmp_path):
+    down = Redis(unix_socket_path=str(tmp_path / "absent.sock"), retry=None)
+    with pytest.raises(redis.ConnectionError):
+        RateLimiter(down, "org").acquire()
+
+
+def test_a_client_with_a_limiter_never_sends_more_than_the_rate(redis_conn):
+    arrivals: list[float] = []
+
+    def not_found(request: Received) -> Reply:
+        arrivals.append(time.time())
+        return Reply(404, {"status": 404, "errors": ["not found"]})
+
+    with ScriptedBigPanda(default=not_found) as bigpanda:
+        client = BigPandaClient(bigpanda.url, "token", limiter=RateLimiter(redis_conn, "org"))
+        assert [client.get(f"plan-{n}") for n in range(12)] == [None] * 12
+    print(f"12 GETs: at most {most_in_window(arrivals)} arrivals in {WINDOW} s")
+    assert len(arrivals) == 12
+    assert most_in_window(arrivals) <= 5
