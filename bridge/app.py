@@ -13,7 +13,7 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 from werkzeug.exceptions import HTTPException
 
-from . import admin, webhooks
+from . import admin, metrics, webhooks
 from .config import Settings
 from .errors import BridgeError, ConfigError, FieldError
 from .jobs import QUEUE_NAME
@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
     app.extensions["bridge"] = Runtime(settings, redis, Store(redis), queue, mappings)
     app.register_blueprint(webhooks.blueprint)
     app.register_blueprint(health)
+    app.register_blueprint(metrics.blueprint)
     if settings.admin_token:
         app.register_blueprint(admin.blueprint)
     if settings.sandbox:
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
     _register_error_handlers(app)
     app.before_request(_assign_request_id)
     app.after_request(_echo_request_id)
+    app.after_request(_count_refused_webhook)
     return app
 
 
@@ -77,6 +79,15 @@ def _assign_request_id() -> None:
 
 def _echo_request_id(response):
     response.headers["X-Request-Id"] = g.get("request_id", "")
+    return response
+
+
+def _count_refused_webhook(response):
+    source = metrics.webhook_source()
+    if source and 400 <= response.status_code < 500:
+        metrics.count_refused_webhook(
+            current_app.extensions["bridge"], source, response.status_code
+        )
     return response
 
 

@@ -11,13 +11,16 @@ from pathlib import Path
 from typing import NoReturn
 
 import click
+from rq import Queue
+from rq.serializers import JSONSerializer
 
 from . import failed_jobs, jobs
 from .config import Settings
 from .errors import ConfigError, FieldError
 from .mapping.loader import check_mappings, load_mappings
 from .preview import preview
-from .store import connect
+from .store import Store, connect
+from .sweep import sweep
 from .worker import make_worker
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -55,6 +58,23 @@ def worker(burst: bool) -> None:
     connection = connect(settings.redis_url)  # type: ignore[arg-type]
     _fail_on(lambda: jobs.configure(settings, mappings, connection))
     make_worker(connection).work(with_scheduler=True, burst=burst)
+
+
+@main.command("reconcile")
+@click.option("--every", type=click.IntRange(min=60), help="repeat every N seconds (Ctrl-C stops)")
+def reconcile_command(every: int | None) -> None:
+    """Re-check every remembered key against BigPanda and repair drift (the workers do the
+    calls, at the shared rate limit); expire keys BigPanda has forgotten."""
+    connection = _redis()
+    queue = Queue(jobs.QUEUE_NAME, connection=connection, serializer=JSONSerializer)
+    store = Store(connection)
+    while True:
+        with click.progressbar(length=store.count_keys(), label="sweeping keys") as bar:
+            counts = sweep(store, queue, time.time(), progress=lambda _key: bar.update(1))
+        click.echo(counts.summary())
+        if every is None:
+            return
+        time.sleep(every)
 
 
 @main.group()

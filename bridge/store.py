@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,10 +27,26 @@ RQ_JOB_PREFIX = "rq:job:"
 
 Verdict = Literal["stale", "duplicate", "ignored", "joined", "enqueue"]
 
-# KEYS: change hash, history list, known-keys set, ledger marker.
+STATS = PREFIX + "stats"  # counters behind /metrics, shared by every process
+
+# The job queued for a key, if one is still waiting: KEYS[1] is the change hash, `prefix` RQ's.
+_PENDING_JOB = """
+local function pending_job(prefix)
+  local id = redis.call('HGET', KEYS[1], 'pending')
+  if not id then return nil end
+  local status = redis.call('HGET', prefix .. id, 'status')
+  if status == 'queued' or status == 'scheduled' or status == 'deferred' then return id end
+  return nil  -- the job started (it reads the newest state) or its enqueue failed
+end
+"""
+
+# KEYS: change hash, history list, known-keys set, ledger marker, stats hash.
 # ARGV: version JSON, decision JSON, "1" if the decision wants a plan, new job id, history JSON,
-#       RQ's job key prefix, history length.
-_INGEST = """
+#       RQ's job key prefix, history length, the stats counter prefix ("webhooks:<source>:").
+_INGEST = (
+    _PENDING_JOB
+    + """
+local function pending() return pending_job(ARGV[6]) end
 local function compare(a, b)
   for i = 1, math.max(#a, #b) do
     local x, y = tonumber(a[i]) or 0, tonumber(b[i]) or 0
@@ -38,25 +54,19 @@ local function compare(a, b)
   end
   return 0
 end
-local function pending_job()
-  local id = redis.call('HGET', KEYS[1], 'pending')
-  if not id then return nil end
-  local status = redis.call('HGET', ARGV[6] .. id, 'status')
-  if status == 'queued' or status == 'scheduled' or status == 'deferred' then return id end
-  return nil  -- the job started (it reads the newest state) or its enqueue failed
-end
 local function answer(verdict, job)
   local entry = cjson.decode(ARGV[5])
   entry['result'] = verdict
   redis.call('LPUSH', KEYS[2], cjson.encode(entry))
   redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[7]) - 1)
+  redis.call('HINCRBY', KEYS[5], ARGV[8] .. verdict, 1)
   return {verdict, job or ''}
 end
 local stored = redis.call('HGET', KEYS[1], 'version')
 if stored then
   local order = compare(cjson.decode(ARGV[1]), cjson.decode(stored))
   if order < 0 then return answer('stale') end
-  local job = pending_job()
+  local job = pending()
   if order == 0 and redis.call('HGET', KEYS[1], 'desired') == ARGV[2]
      and (job or redis.call('HEXISTS', KEYS[1], 'unclaimed') == 0) then
     return answer('duplicate', job)
@@ -64,7 +74,7 @@ if stored then
 end
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'desired', ARGV[2])
 redis.call('SADD', KEYS[3], string.sub(KEYS[1], #'bridge:change:' + 1))
-local job = pending_job()
+local job = pending()
 if ARGV[3] == '0' and not job and redis.call('EXISTS', KEYS[4]) == 1
    and redis.call('HEXISTS', KEYS[1], 'plans') == 0
    and redis.call('HEXISTS', KEYS[1], 'create_uncertain') == 0 then
@@ -74,6 +84,19 @@ if job then return answer('joined', job) end
 redis.call('HSET', KEYS[1], 'pending', ARGV[4], 'unclaimed', '1')
 return answer('enqueue', ARGV[4])
 """
+)
+
+# A reconcile asked for without an event (the drift sweep): joins the pending job if any.
+# KEYS: change hash. ARGV: new job id, RQ's job key prefix.
+_REQUEST = (
+    _PENDING_JOB
+    + """
+local job = pending_job(ARGV[2])
+if job then return {'joined', job} end
+redis.call('HSET', KEYS[1], 'pending', ARGV[1], 'unclaimed', '1')
+return {'enqueue', ARGV[1]}
+"""
+)
 
 # The worker takes over the pending job: later events then enqueue a new one.
 _CLAIM = """
@@ -135,6 +158,7 @@ class Store:
         self.redis = redis
         self._ingest = redis.register_script(_INGEST)
         self._claim = redis.register_script(_CLAIM)
+        self._request = redis.register_script(_REQUEST)
 
     def ingest(
         self, decision: Decision, version: Iterable[float], job_id: str, event: dict[str, Any]
@@ -143,7 +167,7 @@ class Store:
         key = decision.maintenance_key
         entry = {"at": int(time.time()), "event": "received", "version": list(version), **event}
         verdict, job = self._ingest(
-            keys=[_change(key), _history(key), KNOWN_KEYS, LEDGER_MARKER],
+            keys=[_change(key), _history(key), KNOWN_KEYS, LEDGER_MARKER, STATS],
             args=[
                 json.dumps(list(version)),
                 decision_to_json(decision),
@@ -152,6 +176,7 @@ class Store:
                 json.dumps(entry),
                 RQ_JOB_PREFIX,
                 HISTORY_LENGTH,
+                f"webhooks:{event.get('source', 'unknown')}:",
             ],
         )
         return IngestResult(verdict.decode(), job.decode() or None)  # type: ignore[arg-type]
@@ -215,11 +240,40 @@ class Store:
         else:
             self.redis.hdel(_change(key), "create_uncertain")
 
+    def request_reconcile(self, key: str, job_id: str) -> IngestResult:
+        """Ask for a reconcile of `key` without an event: "enqueue" `job_id`, or "joined"."""
+        verdict, job = self._request(keys=[_change(key)], args=[job_id, RQ_JOB_PREFIX])
+        return IngestResult(verdict.decode(), job.decode())  # type: ignore[arg-type]
+
     def record(self, key: str, event: str, **details: Any) -> None:
+        """Add to the key's history (newest first, capped) and count the event for /metrics."""
         entry = json.dumps({"at": int(time.time()), "event": event, **details})
         with self.redis.pipeline() as pipe:
             pipe.lpush(_history(key), entry).ltrim(_history(key), 0, HISTORY_LENGTH - 1)
+            pipe.hincrby(STATS, f"events:{event}", 1)
             pipe.execute()
+
+    def known_keys(self) -> Iterator[str]:
+        """Every maintenance_key the bridge has seen (and not yet expired)."""
+        for key in self.redis.sscan_iter(KNOWN_KEYS, count=500):
+            yield key.decode()
+
+    def count_keys(self) -> int:
+        return int(self.redis.scard(KNOWN_KEYS))
+
+    def last_activity(self, key: str) -> int | None:
+        """When the newest history entry of the key was written (epoch seconds)."""
+        newest = self.redis.lindex(_history(key), 0)
+        return json.loads(newest)["at"] if newest else None
+
+    def forget(self, key: str) -> None:
+        """Drop everything the bridge remembers of a key (housekeeping)."""
+        with self.redis.pipeline() as pipe:
+            pipe.delete(_change(key), _history(key)).srem(KNOWN_KEYS, key)
+            pipe.execute()
+
+    def stats(self) -> dict[str, int]:
+        return {k.decode(): int(v) for k, v in self.redis.hgetall(STATS).items()}
 
     def history(self, key: str) -> list[dict[str, Any]]:
         """Newest first."""

@@ -1,0 +1,91 @@
+"""GET /metrics: Prometheus text, from counters every process keeps in Redis.
+
+Webhooks are counted by the ingest script itself (no extra round trip) and reconcile events by
+the workers' history writes, so the numbers are the whole bridge's, whichever process serves
+the scrape; queue depths are read from RQ's registries at scrape time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from flask import Blueprint, Response, current_app, request
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from redis.exceptions import RedisError
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+
+from .runtime import Runtime
+from .store import STATS
+
+blueprint = Blueprint("metrics", __name__)
+
+
+@blueprint.get("/metrics")
+def metrics() -> Response:
+    """The Prometheus text exposition format."""
+    runtime: Runtime = current_app.extensions["bridge"]
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(BridgeCollector(runtime))
+    try:
+        body = generate_latest(registry)
+    except RedisError:
+        return Response("redis unavailable\n", status=503, mimetype="text/plain")
+    return Response(body, mimetype="text/plain; version=0.0.4; charset=utf-8")
+
+
+def count_refused_webhook(runtime: Runtime, source: str, status: int) -> None:
+    """Count a webhook answered 4xx (the ingest script counts the rest); best effort."""
+    with contextlib.suppress(RedisError):  # the answer matters more than the count
+        runtime.redis.hincrby(STATS, f"webhooks:{source}:http_{status}", 1)
+
+
+class BridgeCollector(Collector):
+    """Reads the counters and queue depths on each scrape."""
+
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.runtime.store.stats()
+        webhooks = CounterMetricFamily(
+            "bridge_webhooks",
+            "Webhooks answered, by source and answer",
+            labels=["source", "answer"],
+        )
+        events = CounterMetricFamily(
+            "bridge_reconcile_events",
+            "Reconcile outcomes: created, updated, stopped, deleted, in_sync, retrying, failed...",
+            labels=["event"],
+        )
+        for name, value in sorted(stats.items()):
+            kind, _, rest = name.partition(":")
+            if kind == "webhooks":
+                source, _, answer = rest.rpartition(":")
+                webhooks.add_metric([source, answer], value)
+            elif kind == "events":
+                events.add_metric([rest], value)
+        yield webhooks
+        yield events
+        yield self._jobs()
+        keys = GaugeMetricFamily("bridge_known_keys", "Changes the bridge remembers")
+        keys.add_metric([], self.runtime.store.count_keys())
+        yield keys
+
+    def _jobs(self) -> Metric:
+        queue = self.runtime.queue
+        jobs = GaugeMetricFamily("bridge_jobs", "Reconcile jobs by state", labels=["state"])
+        jobs.add_metric(["queued"], queue.count)
+        jobs.add_metric(["started"], StartedJobRegistry(queue=queue).count)
+        jobs.add_metric(["scheduled"], ScheduledJobRegistry(queue=queue).count)
+        jobs.add_metric(["failed"], FailedJobRegistry(queue=queue).count)
+        return jobs
+
+
+def webhook_source() -> str | None:
+    """The source of a /webhooks/<source> request, for counting its refusal."""
+    if request.url_rule is None or not request.path.startswith("/webhooks/"):
+        return None
+    return (request.view_args or {}).get("source")
