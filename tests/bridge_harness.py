@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import requests
 from flask import Flask
 from redis import Redis
 from rq import Queue, SimpleWorker
@@ -41,6 +42,15 @@ class RecordedBigPanda:
 
     def count(self, method: str, pattern: str = "") -> int:
         return sum(1 for m, path in self.requests if m == method and re.search(pattern, path))
+
+    def plans(self) -> list[dict]:
+        """Every plan the sandbox holds (first page), as its list call returns them."""
+        answer = requests.get(
+            f"{self.url}/resources/v2.0/maintenance-plans",
+            headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"},
+            timeout=5,
+        )
+        return [] if answer.status_code == 204 else answer.json()
 
 
 @contextmanager

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 from bridge_harness import (
     JIRA_SECRET,
     SANDBOX_TOKEN,
@@ -87,15 +86,6 @@ def wait_for(condition, seconds: float, step: float = 0.1) -> float:
     return time.monotonic() - begin
 
 
-def live_plans(bigpanda) -> list[dict]:
-    answer = requests.get(
-        f"{bigpanda.url}/resources/v2.0/maintenance-plans",
-        headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"},
-        timeout=5,
-    )
-    return [] if answer.status_code == 204 else answer.json()
-
-
 def send(web):
     payload = servicenow_payload("servicenow_change_scheduled.json")
     return web.post(
@@ -119,7 +109,7 @@ def test_a_worker_killed_mid_create_is_replaced_without_a_duplicate_plan(
     store = Store(redis_conn)
     took = wait_for(lambda: KEY in store.state(KEY).plans, 60, step=0.5)
 
-    [plan] = live_plans(bigpanda)
+    [plan] = bigpanda.plans()
     assert store.state(KEY).plans[KEY].id == plan["id"]
     assert bigpanda.count("POST", r"plans$") == 1  # adopted from the listing, not re-created
     assert "adopted" in [entry["event"] for entry in store.history(KEY)]
@@ -136,6 +126,6 @@ def test_sigterm_lets_the_worker_finish_its_job_then_exit(web, bigpanda, start_w
 
     assert worker.returncode == 0
     store = Store(redis_conn)
-    [plan] = live_plans(bigpanda)
+    [plan] = bigpanda.plans()
     assert store.state(KEY).plans[KEY].id == plan["id"]  # the answer was awaited and stored
     assert not store.state(KEY).create_uncertain

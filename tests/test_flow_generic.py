@@ -7,8 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import requests
-from bridge_harness import SANDBOX_TOKEN, bridge_settings, run_worker, serve_sandbox
+from bridge_harness import bridge_settings, run_worker, serve_sandbox
 from scripted_bigpanda import Received, Reply, ScriptedBigPanda
 
 from bridge.app import create_app
@@ -89,15 +88,6 @@ def send(web, revision: int, hosts: list[str], region: str = "us"):
     )
 
 
-def plans(bigpanda) -> list[dict]:
-    answer = requests.get(
-        f"{bigpanda.url}/resources/v2.0/maintenance-plans",
-        headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"},
-        timeout=5,
-    )
-    return [] if answer.status_code == 204 else answer.json()
-
-
 def hosts(count: int) -> list[str]:
     return [f"app-server-{n:05d}.datacenter-one.example.com" for n in range(count)]
 
@@ -107,10 +97,10 @@ def test_a_condition_too_long_for_one_plan_is_split_and_rejoined(web, work, bigp
 
     send(web, 1, many)
     work()
-    split = sorted(plans(bigpanda), key=lambda p: p["maintenance_key"])
+    split = sorted(bigpanda.plans(), key=lambda p: p["maintenance_key"])
     send(web, 2, many[:10])
     work()
-    joined = plans(bigpanda)
+    joined = bigpanda.plans()
 
     assert len(split) == 3  # 1,500 names of 48 characters: three plans of up to 25,000
     assert [p["maintenance_key"] for p in split] == ["MW-7#1", "MW-7#2", "MW-7#3"]
@@ -126,7 +116,7 @@ def test_a_rule_can_send_its_plan_to_another_organization(web, work, bigpanda, e
     work()
 
     assert answer.status_code == 202
-    assert plans(bigpanda) == []
+    assert bigpanda.plans() == []
     [create] = [r for r in eu.received if r.method != "GET"]
     assert (create.method, create.path) == ("POST", "/resources/v2.0/maintenance-plans")
     assert create.headers["Authorization"] == "Bearer eu-key"

@@ -8,11 +8,9 @@ import json
 from datetime import timedelta
 
 import pytest
-import requests
 from bridge_harness import (
     JIRA_SECRET,
     PAYLOADS,
-    SANDBOX_TOKEN,
     bridge_settings,
     run_worker,
     sample_payload,
@@ -48,15 +46,6 @@ def send(web, payload: dict):
     return web.post("/webhooks/jira", data=body, headers=signed(body))
 
 
-def plans(bigpanda) -> list[dict]:
-    answer = requests.get(
-        f"{bigpanda.url}/resources/v2.0/maintenance-plans",
-        headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"},
-        timeout=5,
-    )
-    return [] if answer.status_code == 204 else answer.json()
-
-
 def test_the_sample_signature_is_accepted_over_the_exact_bytes(web):
     body = (PAYLOADS / "jira" / "jira_webhook_issue_updated_change.json").read_bytes()
     headers = json.loads((PAYLOADS / "jira" / "headers_examples.json").read_bytes())
@@ -77,7 +66,7 @@ def test_an_approved_change_gets_a_plan_and_canceling_it_deletes_the_plan(web, w
 
     first = send(web, updated)
     work()
-    [plan] = plans(bigpanda)
+    [plan] = bigpanda.plans()
     second = send(web, canceled)
     work()
 
@@ -86,7 +75,7 @@ def test_an_approved_change_gets_a_plan_and_canceling_it_deletes_the_plan(web, w
     assert plan["condition"] == {"IN": ["service", ["Payments database"]]}
     assert plan["start"] - plan["end"] == -3 * 3600  # 16 Jun 01:00-04:00 in the sample
     assert (second.status_code, second.json["action"]) == (202, "remove")
-    assert plans(bigpanda) == []
+    assert bigpanda.plans() == []
 
 
 def test_a_cancel_delivered_before_the_update_it_follows_wins(web, work, bigpanda):
@@ -100,7 +89,7 @@ def test_a_cancel_delivered_before_the_update_it_follows_wins(web, work, bigpand
     work()
 
     assert (late.status_code, late.json["reason"]) == (200, "stale")
-    assert plans(bigpanda) == []
+    assert bigpanda.plans() == []
 
 
 def test_a_deleted_issue_removes_its_plan(web, work, bigpanda):
@@ -114,4 +103,4 @@ def test_a_deleted_issue_removes_its_plan(web, work, bigpanda):
     work()
 
     assert answer.json["action"] == "remove"
-    assert plans(bigpanda) == []
+    assert bigpanda.plans() == []

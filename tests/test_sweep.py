@@ -52,7 +52,7 @@ def planned(settings, redis_conn, bigpanda) -> dict:
         headers={"Authorization": f"Bearer {SERVICENOW_TOKEN}"},
     )
     run_worker(redis_conn, settings)
-    [plan] = sandbox("GET", bigpanda, PLANS).json()
+    [plan] = bigpanda.plans()
     return plan
 
 
@@ -78,7 +78,7 @@ def test_a_plan_deleted_by_hand_is_created_again(planned, redis_conn, settings, 
     run_worker(redis_conn, settings)
 
     assert (counts.keys, counts.enqueued) == (1, 1)
-    [again] = sandbox("GET", bigpanda, PLANS).json()
+    [again] = bigpanda.plans()
     assert (again["maintenance_key"], again["start"], again["end"]) == (
         KEY,
         planned["start"],
@@ -92,7 +92,7 @@ def test_a_plan_edited_by_hand_is_put_back(planned, redis_conn, settings, bigpan
     sweep(Store(redis_conn), queue(redis_conn), time.time())
     run_worker(redis_conn, settings)
 
-    [plan] = sandbox("GET", bigpanda, PLANS).json()
+    [plan] = bigpanda.plans()
     assert (plan["id"], plan["name"]) == (planned["id"], planned["name"])
 
 
