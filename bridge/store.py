@@ -17,94 +17,16 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from .model import Decision, DesiredPlan, NoPlan, Plan, SplitPlan, change_key_of
+from .scripts import CLAIM, INGEST, REQUEST
 
 PREFIX = "bridge:"
 LEDGER_MARKER = PREFIX + "ledger-marker"  # absent: the key -> plan id memory may have been lost
 KNOWN_KEYS = PREFIX + "keys"
+STATS = PREFIX + "stats"  # counters behind /metrics, shared by every process
 HISTORY_LENGTH = 50
-
 RQ_JOB_PREFIX = "rq:job:"
 
 Verdict = Literal["stale", "duplicate", "ignored", "joined", "enqueue"]
-
-STATS = PREFIX + "stats"  # counters behind /metrics, shared by every process
-
-# The job queued for a key, if one is still waiting: KEYS[1] is the change hash, `prefix` RQ's.
-_PENDING_JOB = """
-local function pending_job(prefix)
-  local id = redis.call('HGET', KEYS[1], 'pending')
-  if not id then return nil end
-  local status = redis.call('HGET', prefix .. id, 'status')
-  if status == 'queued' or status == 'scheduled' or status == 'deferred' then return id end
-  return nil  -- the job started (it reads the newest state) or its enqueue failed
-end
-"""
-
-# KEYS: change hash, history list, known-keys set, ledger marker, stats hash.
-# ARGV: version JSON, decision JSON, "1" if the decision wants a plan, new job id, history JSON,
-#       RQ's job key prefix, history length, the stats counter prefix ("webhooks:<source>:").
-_INGEST = (
-    _PENDING_JOB
-    + """
-local function pending() return pending_job(ARGV[6]) end
-local function compare(a, b)
-  for i = 1, math.max(#a, #b) do
-    local x, y = tonumber(a[i]) or 0, tonumber(b[i]) or 0
-    if x < y then return -1 elseif x > y then return 1 end
-  end
-  return 0
-end
-local function answer(verdict, job)
-  local entry = cjson.decode(ARGV[5])
-  entry['result'] = verdict
-  redis.call('LPUSH', KEYS[2], cjson.encode(entry))
-  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[7]) - 1)
-  redis.call('HINCRBY', KEYS[5], ARGV[8] .. verdict, 1)
-  return {verdict, job or ''}
-end
-local stored = redis.call('HGET', KEYS[1], 'version')
-if stored then
-  local order = compare(cjson.decode(ARGV[1]), cjson.decode(stored))
-  if order < 0 then return answer('stale') end
-  local job = pending()
-  if order == 0 and redis.call('HGET', KEYS[1], 'desired') == ARGV[2]
-     and (job or redis.call('HEXISTS', KEYS[1], 'unclaimed') == 0) then
-    return answer('duplicate', job)
-  end
-end
-redis.call('HSET', KEYS[1], 'version', ARGV[1], 'desired', ARGV[2])
-redis.call('SADD', KEYS[3], string.sub(KEYS[1], #'bridge:change:' + 1))
-local job = pending()
-if ARGV[3] == '0' and not job and redis.call('EXISTS', KEYS[4]) == 1
-   and redis.call('HEXISTS', KEYS[1], 'plans') == 0
-   and redis.call('HEXISTS', KEYS[1], 'create_uncertain') == 0 then
-  return answer('ignored')  -- no plan wanted and none remembered: nothing to do
-end
-if job then return answer('joined', job) end
-redis.call('HSET', KEYS[1], 'pending', ARGV[4], 'unclaimed', '1')
-return answer('enqueue', ARGV[4])
-"""
-)
-
-# A reconcile asked for without an event (the drift sweep): joins the pending job if any.
-# KEYS: change hash. ARGV: new job id, RQ's job key prefix.
-_REQUEST = (
-    _PENDING_JOB
-    + """
-local job = pending_job(ARGV[2])
-if job then return {'joined', job} end
-redis.call('HSET', KEYS[1], 'pending', ARGV[1], 'unclaimed', '1')
-return {'enqueue', ARGV[1]}
-"""
-)
-
-# The worker takes over the pending job: later events then enqueue a new one.
-_CLAIM = """
-if redis.call('HGET', KEYS[1], 'pending') == ARGV[1] then
-  redis.call('HDEL', KEYS[1], 'pending')
-end
-redis.call('HDEL', KEYS[1], 'unclaimed')
-"""
 
 
 @dataclass(frozen=True)
@@ -156,9 +78,9 @@ class Store:
 
     def __init__(self, redis: Redis):
         self.redis = redis
-        self._ingest = redis.register_script(_INGEST)
-        self._claim = redis.register_script(_CLAIM)
-        self._request = redis.register_script(_REQUEST)
+        self._ingest = redis.register_script(INGEST)
+        self._claim = redis.register_script(CLAIM)
+        self._request = redis.register_script(REQUEST)
 
     def ingest(
         self, decision: Decision, version: Iterable[float], job_id: str, event: dict[str, Any]

@@ -17,10 +17,9 @@ from ..sources import PARSERS, Parser
 from .condition import DEFAULT_CLASS, ConditionRule
 from .dates import DateSpec
 from .filters import Filter
+from .positions import Where, describe, leaves, line_numbers
 from .schema import AuthSchema, MappingFileSchema, with_defaults
 from .templates import Template
-
-Path_ = tuple[str | int, ...]
 
 
 @dataclass(frozen=True)
@@ -133,7 +132,7 @@ def load_file(path: Path, secrets: Mapping[str, str] | None) -> SourceMapping:
     try:
         text = path.read_text(encoding="utf-8")
         document = yaml.safe_load(text)
-        lines = _line_numbers(yaml.compose(text))
+        lines = line_numbers(yaml.compose(text))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read YAML: {exc}".replace("\n", " ")) from None
     if not isinstance(document, dict):
@@ -142,16 +141,16 @@ def load_file(path: Path, secrets: Mapping[str, str] | None) -> SourceMapping:
     try:
         data = MappingFileSchema().load(document)
     except ValidationError as exc:
-        errors = [e for e in _leaves(exc.messages) if not _from_defaults(e[0], document)]
+        errors = [e for e in leaves(exc.messages) if not _from_defaults(e[0], document)]
     verifiers, auth_errors = _verifiers(document.get("auth"), secrets)
     errors += auth_errors + _unknown_targets(document)
     if errors or data is None:
-        found = [_describe(path, where, message, lines, document) for where, message in errors]
+        found = [describe(path, where, message, lines, document) for where, message in errors]
         raise ConfigError("\n".join(dict.fromkeys(found)))
     return _compile(path, data, verifiers)
 
 
-def _from_defaults(where: Path_, document: dict) -> bool:
+def _from_defaults(where: Where, document: dict) -> bool:
     """A rule's plan error about a key the rule took from `defaults`: reported there, once."""
     if len(where) < 4 or where[0] != "rules" or where[2] != "plan" or not isinstance(where[1], int):
         return False
@@ -164,7 +163,7 @@ def _from_defaults(where: Path_, document: dict) -> bool:
 
 def _verifiers(
     auth: Any, secrets: Mapping[str, str] | None
-) -> tuple[tuple[Verifier, ...], list[tuple[Path_, str]]]:
+) -> tuple[tuple[Verifier, ...], list[tuple[Where, str]]]:
     """`auth: none` must be said explicitly; otherwise methods, any of which passes. Every bad
     entry and missing secret is reported."""
     if auth == "none":
@@ -175,12 +174,12 @@ def _verifiers(
     if not entries:
         return (), [(("auth",), "list at least one method, or say `auth: none`")]
     verifiers: list[Verifier] = []
-    errors: list[tuple[Path_, str]] = []
+    errors: list[tuple[Where, str]] = []
     for index, entry in enumerate(entries):
         try:
             config = AuthSchema().load(entry if isinstance(entry, dict) else {})
         except ValidationError as exc:
-            errors += _leaves(exc.messages, ("auth", index))
+            errors += leaves(exc.messages, ("auth", index))
             continue
         if secrets is None:  # loaded to check or preview: accept no webhook at all
             verifiers.append(Verifier(kind="refuse", secret=b""))
@@ -192,7 +191,7 @@ def _verifiers(
     return tuple(verifiers), errors
 
 
-def _unknown_targets(document: dict) -> list[tuple[Path_, str]]:
+def _unknown_targets(document: dict) -> list[tuple[Where, str]]:
     """Every rule whose plan names a target the file does not define under `targets:`."""
     targets = document.get("targets")
     known = set(targets) if isinstance(targets, dict) else set()
@@ -258,47 +257,3 @@ def _plan(plan: dict[str, Any]) -> PlanRule:
         running_policy=plan["running_policy"],
         target=plan.get("target"),
     )
-
-
-def _leaves(messages: Any, path: Path_ = ()) -> list[tuple[Path_, str]]:
-    """Every message of marshmallow's nested error dict, with its path."""
-    if isinstance(messages, dict):
-        # "_schema" holds errors of a whole section: they belong to the section's own path.
-        return [
-            leaf
-            for key, sub in messages.items()
-            for leaf in _leaves(sub, path if key == "_schema" else (*path, key))
-        ]
-    if isinstance(messages, list) and all(isinstance(m, str) for m in messages):
-        return [(path, message) for message in messages]
-    if isinstance(messages, list):
-        return [leaf for index, sub in enumerate(messages) for leaf in _leaves(sub, (*path, index))]
-    return [(path, str(messages))]
-
-
-def _describe(path: Path, where: Path_, message: str, lines: dict, document: dict) -> str:
-    """`file:line: rules[2] (closed-early).plan.end: message`."""
-    line = next((lines[where[:n]] for n in range(len(where), -1, -1) if where[:n] in lines), None)
-    text = ""
-    for part in where:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
-    if len(where) >= 2 and where[0] == "rules" and isinstance(where[1], int):
-        rule = (document.get("rules") or [None] * (where[1] + 1))[where[1]]
-        if isinstance(rule, dict) and isinstance(rule.get("name"), str):
-            text = text.replace(f"rules[{where[1]}]", f"rules[{where[1]}] ({rule['name']})", 1)
-    return f"{path}:{line}: {text or 'file'}: {message}" if line else f"{path}: {text}: {message}"
-
-
-def _line_numbers(node: yaml.Node | None, path: Path_ = ()) -> dict[Path_, int]:
-    """1-based line of every key and list item in the YAML document, by path."""
-    if node is None:
-        return {}
-    lines = {path: node.start_mark.line + 1}
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            lines.update(_line_numbers(value, (*path, key.value)))
-            lines[(*path, key.value)] = key.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            lines.update(_line_numbers(item, (*path, index)))
-    return lines
