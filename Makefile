@@ -21,6 +21,9 @@ run: $(BIN)/bridge ## start web + worker + embedded Redis + sandbox BigPanda (br
 test: $(BIN)/bridge ## install and run the whole test suite
 	$(BIN)/pytest
 
+bench: $(BIN)/bridge ## ingest throughput against a bare Flask baseline
+	$(BIN)/python bench/ingest.py
+
 lint: $(BIN)/bridge ## ruff lint and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
