@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from redis import Redis
+from redis.client import Pipeline
 from redis.exceptions import LockError
 from redis.lock import Lock
 from rq import Queue, Retry, get_current_job
@@ -92,8 +93,11 @@ def new_job_id(maintenance_key: str) -> str:
     return f"reconcile-{slug}-{uuid.uuid4().hex[:12]}"
 
 
-def enqueue_reconcile(queue: Queue, maintenance_key: str, job_id: str) -> None:
-    """Queue a reconcile of one key; transient failures are retried by RQ's scheduler."""
+def enqueue_reconcile(
+    queue: Queue, maintenance_key: str, job_id: str, pipeline: Pipeline | None = None
+) -> None:
+    """Queue a reconcile of one key; transient failures are retried by RQ's scheduler. With a
+    pipeline the caller sends it (one round trip instead of RQ's two)."""
     queue.enqueue(
         reconcile_key,
         maintenance_key,
@@ -102,6 +106,7 @@ def enqueue_reconcile(queue: Queue, maintenance_key: str, job_id: str) -> None:
         result_ttl=3600,
         failure_ttl=30 * 24 * 3600,
         description=f"reconcile {maintenance_key}",
+        pipeline=pipeline,
     )
 
 

@@ -17,7 +17,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from .model import Decision, DesiredPlan, NoPlan, Plan, SplitPlan, change_key_of
-from .scripts import CLAIM, INGEST, REQUEST
+from .scripts import CLAIM, INGEST, RELEASE, REQUEST
 
 PREFIX = "bridge:"
 LEDGER_MARKER = PREFIX + "ledger-marker"  # absent: the key -> plan id memory may have been lost
@@ -81,6 +81,7 @@ class Store:
         self._ingest = redis.register_script(INGEST)
         self._claim = redis.register_script(CLAIM)
         self._request = redis.register_script(REQUEST)
+        self._release = redis.register_script(RELEASE)
 
     def ingest(
         self, decision: Decision, version: Iterable[float], job_id: str, event: dict[str, Any]
@@ -119,6 +120,10 @@ class Store:
         if isinstance(decision, NoPlan) and not plans and self.ledger_intact():
             return f"ignored: {decision.reason}"
         return "accepted"
+
+    def release(self, key: str, job_id: str) -> None:
+        """Unmark a pending job whose enqueue failed, so the sender's retry enqueues again."""
+        self._release(keys=[_change(key)], args=[job_id])
 
     def claim(self, key: str, job_id: str) -> None:
         """Mark the pending job as started so newer events enqueue a fresh reconcile."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -86,7 +87,7 @@ def _ingest(runtime: Runtime, change: Change, decision: Decision) -> tuple[dict[
         reason = decision.reason if isinstance(decision, NoPlan) else "not_selected"
         return {"status": "ignored", "reason": reason, "maintenance_key": key}, 200
     if result.verdict == "enqueue":
-        jobs.enqueue_reconcile(runtime.queue, key, job_id)
+        _enqueue(runtime, key, job_id)
     action = "remove" if isinstance(decision, NoPlan) else "upsert"
     return {
         "status": "accepted",
@@ -94,6 +95,17 @@ def _ingest(runtime: Runtime, change: Change, decision: Decision) -> tuple[dict[
         "action": action,
         "job_id": result.job_id,
     }, 202
+
+
+def _enqueue(runtime: Runtime, key: str, job_id: str) -> None:
+    try:
+        with runtime.redis.pipeline() as pipe:
+            jobs.enqueue_reconcile(runtime.queue, key, job_id, pipeline=pipe)
+            pipe.execute()
+    except RedisError:
+        with contextlib.suppress(RedisError):  # best effort: Redis may be down altogether
+            runtime.store.release(key, job_id)
+        raise
 
 
 def describe(decision: Decision) -> str:
