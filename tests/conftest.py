@@ -30,3 +30,36 @@ def redis_conn(redis_url):
     yield conn
     conn.flushdb()
     conn.close()
+
+
+@pytest.fixture
+def bigpanda(redis_conn):
+    """The sandbox BigPanda served over real HTTP on 127.0.0.1 (a test may override it)."""
+    from bridge_harness import serve_sandbox
+
+    with serve_sandbox(redis_conn) as server:
+        yield server
+
+
+@pytest.fixture
+def settings(redis_url, bigpanda):
+    """The bridge's settings for tests: the shipped mappings, `bigpanda` as BigPanda."""
+    from bridge_harness import bridge_settings
+
+    return bridge_settings(redis_url, bigpanda.url)
+
+
+@pytest.fixture
+def web(settings, redis_conn):
+    """The web app under Flask's test client."""
+    from bridge.app import create_app
+
+    return create_app(settings, redis=redis_conn).test_client()
+
+
+@pytest.fixture
+def work(redis_conn, settings):
+    """Run a real RQ worker in this process until the queue is empty."""
+    from bridge_harness import run_worker
+
+    return lambda: run_worker(redis_conn, settings)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from urllib.parse import quote
 
 import pytest
-from bridge_harness import SERVICENOW_TOKEN, bridge_settings, run_worker, servicenow_payload
+from bridge_harness import SERVICENOW_TOKEN, bridge_settings, servicenow_payload
 from click.testing import CliRunner
 from rq import Queue
 from rq.job import Job, JobStatus
@@ -40,16 +40,6 @@ def bigpanda():
 def settings(redis_url, redis_conn, bigpanda):
     redis_conn.set(LEDGER_MARKER, 1)  # the ledger is known: a create needs no listing
     return replace(bridge_settings(redis_url, bigpanda.url), admin_token=ADMIN_TOKEN)
-
-
-@pytest.fixture
-def web(settings, redis_conn):
-    return create_app(settings, redis=redis_conn).test_client()
-
-
-@pytest.fixture
-def work(redis_conn, settings):
-    return lambda: run_worker(redis_conn, settings)
 
 
 @pytest.fixture

@@ -7,11 +7,8 @@ from datetime import timedelta
 import pytest
 from bridge_harness import (
     SERVICENOW_TOKEN,
-    bridge_settings,
     epoch,
     queued_jobs,
-    run_worker,
-    serve_sandbox,
     servicenow_payload,
 )
 
@@ -20,27 +17,6 @@ from bridge.store import connect
 
 AUTH = {"Authorization": f"Bearer {SERVICENOW_TOKEN}"}
 SCHEDULED = "servicenow_change_scheduled.json"
-
-
-@pytest.fixture
-def bigpanda(redis_conn):
-    with serve_sandbox(redis_conn) as server:
-        yield server
-
-
-@pytest.fixture
-def settings(redis_url, bigpanda):
-    return bridge_settings(redis_url, bigpanda.url)
-
-
-@pytest.fixture
-def web(settings, redis_conn):
-    return create_app(settings, redis=redis_conn).test_client()
-
-
-@pytest.fixture
-def work(redis_conn, settings):
-    return lambda: run_worker(redis_conn, settings)
 
 
 def send(web, payload, headers=AUTH):

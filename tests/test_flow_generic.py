@@ -7,10 +7,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from bridge_harness import bridge_settings, run_worker, serve_sandbox
+from bridge_harness import bridge_settings
 from scripted_bigpanda import Received, Reply, ScriptedBigPanda
 
-from bridge.app import create_app
 from bridge.mapping.condition import MAX_CONDITION_CHARS, condition_length
 
 TOKEN = "generic-test-token"
@@ -38,12 +37,6 @@ rules:
 
 
 @pytest.fixture
-def bigpanda(redis_conn):
-    with serve_sandbox(redis_conn) as server:
-        yield server
-
-
-@pytest.fixture
 def eu():
     def created(request: Received) -> Reply:
         if request.method == "POST":
@@ -62,16 +55,6 @@ def settings(tmp_path: Path, redis_url, bigpanda, eu):
     settings = bridge_settings(redis_url, bigpanda.url)
     secrets = {**settings.secrets, "GENERIC_TOKEN": TOKEN, "EU_KEY": "eu-key"}
     return replace(settings, mappings_dir=tmp_path, secrets=secrets)
-
-
-@pytest.fixture
-def web(settings, redis_conn):
-    return create_app(settings, redis=redis_conn).test_client()
-
-
-@pytest.fixture
-def work(redis_conn, settings):
-    return lambda: run_worker(redis_conn, settings)
 
 
 def send(web, revision: int, hosts: list[str], region: str = "us"):

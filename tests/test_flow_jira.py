@@ -7,33 +7,11 @@ import hmac
 import json
 from datetime import timedelta
 
-import pytest
 from bridge_harness import (
     JIRA_SECRET,
     PAYLOADS,
-    bridge_settings,
-    run_worker,
     sample_payload,
-    serve_sandbox,
 )
-
-from bridge.app import create_app
-
-
-@pytest.fixture
-def bigpanda(redis_conn):
-    with serve_sandbox(redis_conn) as server:
-        yield server
-
-
-@pytest.fixture
-def web(redis_url, redis_conn, bigpanda):
-    return create_app(bridge_settings(redis_url, bigpanda.url), redis=redis_conn).test_client()
-
-
-@pytest.fixture
-def work(redis_conn, redis_url, bigpanda):
-    return lambda: run_worker(redis_conn, bridge_settings(redis_url, bigpanda.url))
 
 
 def signed(body: bytes) -> dict[str, str]:

@@ -10,10 +10,8 @@ import requests
 from bridge_harness import (
     SANDBOX_TOKEN,
     SERVICENOW_TOKEN,
-    bridge_settings,
     queued_jobs,
     run_worker,
-    serve_sandbox,
     servicenow_payload,
 )
 from click.testing import CliRunner
@@ -28,17 +26,6 @@ from bridge.sweep import RETENTION_SECONDS, sweep
 
 KEY = "CHG0030412"
 PLANS = "/resources/v2.0/maintenance-plans"
-
-
-@pytest.fixture
-def bigpanda(redis_conn):
-    with serve_sandbox(redis_conn) as server:
-        yield server
-
-
-@pytest.fixture
-def settings(redis_url, bigpanda):
-    return bridge_settings(redis_url, bigpanda.url)
 
 
 @pytest.fixture
