@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
@@ -100,7 +101,12 @@ def mappings_check(directory: Path | None, ignore_secrets: bool) -> None:
 @main.command("preview")
 @click.argument("source")
 @click.argument("payload", type=click.File("rb"))
-def preview_command(source: str, payload) -> None:
+@click.option(
+    "--at",
+    type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]),
+    help="evaluate as if it were this UTC time (e.g. to preview an old sample payload)",
+)
+def preview_command(source: str, payload, at: datetime | None) -> None:
     """What SOURCE's mapping would make of the PAYLOAD file (JSON): rules, plan, action.
     Nothing is stored or sent; secrets are not needed."""
     settings = _fail_on(Settings.from_env)
@@ -115,7 +121,8 @@ def preview_command(source: str, payload) -> None:
     if not isinstance(raw, dict):
         _exit(f"{payload.name} must hold a JSON object")
     try:
-        result = preview(mappings[source], raw, time.time())
+        now = at.replace(tzinfo=UTC).timestamp() if at else time.time()
+        result = preview(mappings[source], raw, now)
     except FieldError as exc:
         _exit(f"invalid change: {exc}")
     click.echo(json.dumps(result, indent=2, default=str))

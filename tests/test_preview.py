@@ -352,6 +352,14 @@ def test_preview_prints_the_rule_and_the_decision_as_json():
     assert (result["desired"], result["action"]) == ({"no_plan": "window_over"}, "remove")
 
 
+def test_preview_at_a_given_time_shows_the_plan_an_old_sample_had():
+    payload = PAYLOADS / "servicenow" / "servicenow_change_scheduled.json"
+    code, out, err = bridge_in_process("preview", "servicenow", str(payload), "--at", "2024-06-01")
+    assert (code, err) == (0, "")
+    [plan] = json.loads(out)["desired"]
+    assert (plan["start"], plan["end"]) == (1718413200, 1718420400)  # 15 Jun 01:00-03:00 UTC
+
+
 @pytest.mark.parametrize(
     ("args", "content", "message"),
     [
