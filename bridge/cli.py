@@ -22,7 +22,7 @@ from .mapping.loader import check_mappings, load_mappings
 from .preview import preview
 from .store import Store, connect
 from .sweep import sweep
-from .worker import make_worker
+from .worker import run_worker
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
@@ -58,7 +58,7 @@ def worker(burst: bool) -> None:
     mappings = _fail_on(lambda: load_mappings(settings.mappings_dir, settings.secrets))
     connection = connect(settings.redis_url)  # type: ignore[arg-type]
     _fail_on(lambda: jobs.configure(settings, mappings, connection))
-    make_worker(connection).work(with_scheduler=True, burst=burst)
+    run_worker(connection, burst=burst)
 
 
 @main.command("reconcile")

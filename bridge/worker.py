@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from types import TracebackType
 
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue, Worker
 from rq.exceptions import AbandonedJobError
 from rq.job import Job
@@ -22,10 +25,19 @@ HEARTBEAT_GRACE_SECONDS = 10
 MAINTENANCE_SECONDS = 10
 # An idle worker blocks on the queue for worker_ttl - 15 s before it can run maintenance.
 WORKER_TTL_SECONDS = 20
+RESTART_DELAY_SECONDS = 2
+
+log = logging.getLogger(__name__)
 
 
 class BridgeWorker(Worker):
     """An RQ worker whose running jobs count as abandoned ~15 s after their last heartbeat."""
+
+    stop_requested_by_signal = False
+
+    def request_stop(self, signum, frame):
+        self.stop_requested_by_signal = True
+        super().request_stop(signum, frame)
 
     def get_heartbeat_ttl(self, job: Job) -> int:
         if job.timeout and job.timeout > 0:
@@ -42,6 +54,21 @@ def requeue_abandoned_now(
     if issubclass(exc_type, AbandonedJobError) and job.retries_left and job.retry_intervals:
         job.retry_intervals[max(len(job.retry_intervals) - job.retries_left, 0)] = 0
     return True  # let RQ's own handling go on
+
+
+def run_worker(connection: Redis, burst: bool = False) -> None:
+    """Work until told to stop. RQ's loop quits (status 0) on a Redis error it meets while a job
+    runs; a worker must outlive a Redis restart, so it starts again until a signal stopped it."""
+    while True:
+        worker = make_worker(connection)
+        try:
+            worker.work(with_scheduler=True, burst=burst)
+        except RedisError as exc:  # while registering or cleaning up, Redis gone
+            log.warning("the worker stopped: Redis unavailable (%s)", exc)
+        if burst or worker.stop_requested_by_signal:
+            return
+        log.warning("starting the worker again in %d s", RESTART_DELAY_SECONDS)
+        time.sleep(RESTART_DELAY_SECONDS)
 
 
 def make_worker(connection: Redis) -> BridgeWorker:
