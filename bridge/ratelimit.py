@@ -66,6 +66,9 @@ class RateLimiter:
         self._interval = period / rate
         self._max_wait = max_wait
         self._sleep = sleep
+        # This process's own next free moment (monotonic clock): should Redis lose the shared
+        # pace (flushed, replaced), this process still never sends faster than the rate.
+        self._local_next = 0.0
         # register_script talks to Redis only when called (EVALSHA, falling back to EVAL).
         self._reserve = redis.register_script(_RESERVE)
 
@@ -76,5 +79,7 @@ class RateLimiter:
         if not reserved:
             # The queue ahead is `wait` seconds long: a retry sooner would only be refused again.
             raise TransientError(429, "rate limiter: waited longer than max_wait", retry_after=wait)
+        wait = max(wait, self._local_next - time.monotonic())
         if wait > 0:
             self._sleep(wait)
+        self._local_next = time.monotonic() + self._interval

@@ -791,12 +791,6 @@ def test_redis_flushed_rebuilds_the_ledger_from_one_listing_and_updates_the_exis
         assert (bigpanda.count("PATCH"), bigpanda.count("DELETE")) == (1, 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bridge/ratelimit.py keeps the pace only in Redis (the TAT key bridge:ratelimit:<org>);"
-    " when Redis loses its memory the next send goes out at once, right after a send paced a "
-    "moment before: 6 requests within a second (BigPanda's limit is 5)",
-)
 def test_the_pace_holds_when_redis_loses_its_memory_between_two_requests(own_redis, redis_conn):
     now = int(time.time())
     bridge = connect(own_redis.url)
