@@ -149,7 +149,7 @@ class Store:
     ) -> None:
         """Store (or forget, with None) the id of one of the change's plans. The caller holds the
         key's lock, so this read-modify-write does not race."""
-        plans = dict(self.state(key).plans)
+        plans = _plans_from_json(self.redis.hget(_change(key), "plans"))
         if plan_id:
             plans[plan_key] = RememberedPlan(plan_id, target)
         else:

@@ -15,6 +15,7 @@ from typing import Any
 
 import requests
 from flask import Flask
+from hypothesis import strategies as st
 from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
@@ -54,6 +55,21 @@ class RecordedBigPanda:
 
 
 @contextmanager
+def serve_in_thread(app: Flask, **options: Any) -> Iterator[int]:
+    """Serve a WSGI app on 127.0.0.1 in a daemon thread; yields the port, stops on exit."""
+    server = make_server("127.0.0.1", 0, app, threaded=True, **options)
+    server.daemon_threads = True  # a handler sleeping past a client's timeout must not block
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield server.server_port
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@contextmanager
 def serve_sandbox(
     redis: Redis, delay: Callable[[str, str], float] | None = None
 ) -> Iterator[RecordedBigPanda]:
@@ -62,8 +78,7 @@ def serve_sandbox(
     (a slow BigPanda: the work is done, the answer is late)."""
     app = Flask("sandbox-under-test")
     app.register_blueprint(create_sandbox(redis, SANDBOX_TOKEN))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    recorded = RecordedBigPanda(url=f"http://127.0.0.1:{server.server_port}/sandbox")
+    recorded = RecordedBigPanda(url="")
     inner = app.wsgi_app
 
     def recording(environ, start_response):
@@ -74,13 +89,9 @@ def serve_sandbox(
         return answer
 
     app.wsgi_app = recording  # type: ignore[method-assign]
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    with serve_in_thread(app) as port:
+        recorded.url = f"http://127.0.0.1:{port}/sandbox"
         yield recorded
-    finally:
-        server.shutdown()
-        thread.join(5)
 
 
 def bridge_settings(redis_url: str, bigpanda_url: str) -> Settings:
@@ -153,3 +164,15 @@ def descendants(pid: int) -> set[int]:
         frontier = {child for child, parent in parents.items() if parent in frontier}
         found |= frontier
     return found
+
+
+def json_values(text_size: int = 20, leaves: int = 20) -> st.SearchStrategy:
+    """Hypothesis: any JSON-like value (scalars, lists, objects), for "never crashes" tests."""
+    scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=text_size)
+    return st.recursive(
+        scalars,
+        lambda inner: (
+            st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+        ),
+        max_leaves=leaves,
+    )

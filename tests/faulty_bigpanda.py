@@ -24,9 +24,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from bridge_harness import serve_in_thread
 from flask import Flask
 from redis import Redis
-from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.serving import WSGIRequestHandler
 
 from bridge.sandbox import PLANS_KEY, create_sandbox
 
@@ -263,14 +264,6 @@ def serve_faulty_bigpanda(
     app.register_blueprint(create_sandbox(redis, TOKEN))
     bigpanda = FaultyBigPanda(redis, faults, stall, slow)
     app.wsgi_app = bigpanda._middleware(app.wsgi_app)  # type: ignore[method-assign]
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
-    server.daemon_threads = True  # a handler sleeping past the client's timeout must not block
-    bigpanda.url = f"http://127.0.0.1:{server.server_port}/sandbox"
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    with serve_in_thread(app, request_handler=_QuietHandler) as port:
+        bigpanda.url = f"http://127.0.0.1:{port}/sandbox"
         yield bigpanda
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)

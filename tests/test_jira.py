@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from bridge_harness import json_values
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -419,14 +420,7 @@ def test_the_error_says_what_is_wrong(webhook):
 
 # --- any JSON: a Change or InvalidChange, never another exception ---------------------------------
 
-SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
-JSON = st.recursive(
-    SCALARS,
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
-    ),
-    max_leaves=8,
-)
+JSON = json_values(text_size=8, leaves=8)
 FIELD_NAMES = st.sampled_from(
     ("status", "issuetype", "project", "priority", "resolution", "labels", "components")
 ) | st.sampled_from(("assignee", "reporter", "summary", "description", "created", "customfield_1"))
