@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import math
 import random
 import re
 import uuid
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
 
 from redis import Redis
-from redis.client import Pipeline
 from redis.exceptions import LockError
 from redis.lock import Lock
 from rq import Queue, Retry, get_current_job
 from rq.job import Job
+from rq.utils import utcformat
 
 from .bigpanda import BigPandaClient
 from .config import Settings
@@ -26,7 +30,7 @@ from .converge import KeyReconciler
 from .errors import ConfigError, PermanentError, TransientError
 from .mapping.loader import SourceMapping, load_mappings
 from .ratelimit import RateLimiter
-from .store import PREFIX, Store
+from .store import PREFIX, JobWrite, Store
 
 log = logging.getLogger(__name__)
 
@@ -87,35 +91,67 @@ def _client(settings: Settings, redis: Redis, url: str, token: str) -> BigPandaC
     )
 
 
-def new_job_id(maintenance_key: str) -> str:
+def _new_job_id(maintenance_key: str) -> str:
     """RQ job ids allow only letters, digits, _ and -: a readable slug plus a unique suffix."""
     slug = re.sub(r"[^A-Za-z0-9_-]", "_", maintenance_key)[:60]
     return f"reconcile-{slug}-{uuid.uuid4().hex[:12]}"
 
 
-def enqueue_reconcile(
-    queue: Queue, maintenance_key: str, job_id: str, pipeline: Pipeline | None = None
-) -> None:
-    """Queue a reconcile of one key; transient failures are retried by RQ's scheduler. With a
-    pipeline the caller sends it (one round trip instead of RQ's two)."""
-    queue.enqueue(
+def reconcile_job(queue: Queue, maintenance_key: str) -> JobWrite:
+    """A new reconcile job of one key, as the hash fields RQ itself writes on enqueue. The store
+    writes and queues it in the script that marks it pending (RQ's own unique enqueue is such a
+    script): one round trip, and never a pending mark without its job or a job without its mark.
+    Transient failures are retried by RQ's scheduler.
+
+    RQ's create_job and to_dict would cost more than the rest of a webhook's work, so they run
+    once per queue, for a template; each job copies it and sets what differs from job to job."""
+    template = _templates.get(queue.name) or _template(queue)
+    job_id = _new_job_id(maintenance_key)
+    now = utcformat(datetime.now(UTC))
+    call = (template["func_name"], None, [maintenance_key], {})  # what RQ serializes as `data`
+    fields = {
+        **template["fields"],
+        "data": zlib.compress(queue.serializer.dumps(call)),
+        "description": f"reconcile {maintenance_key}",
+        "created_at": now,
+        "enqueued_at": now,
+        "retry_intervals": json.dumps(retry_intervals()),
+    }
+    flat = [part for field in fields.items() for part in field]
+    return JobWrite(job_id, Job.key_for(job_id), queue.key, flat)
+
+
+_templates: dict[str, dict] = {}  # by queue name: RQ's fields of a reconcile job
+
+
+def _template(queue: Queue) -> dict:
+    job = queue.create_job(
         reconcile_key,
-        maintenance_key,
-        job_id=job_id,
-        retry=Retry(max=len(RETRY_INTERVALS), interval=retry_intervals()),
+        args=("",),
+        retry=Retry(max=len(RETRY_INTERVALS), interval=list(RETRY_INTERVALS)),
         result_ttl=3600,
         failure_ttl=30 * 24 * 3600,
-        description=f"reconcile {maintenance_key}",
-        pipeline=pipeline,
+        description="reconcile",
     )
+    job.enqueued_at = datetime.now(UTC)  # what Queue.enqueue adds to a created job
+    written = {name: value for name, value in job.to_dict().items() if value is not None}
+    fields = {name: _hash_value(value) for name, value in written.items()}
+    _templates[queue.name] = {"func_name": job.func_name, "fields": fields}
+    return _templates[queue.name]
 
 
-def retry_intervals(rng: random.Random | None = None) -> list[int]:
+def _hash_value(value: object) -> str | bytes:
+    if isinstance(value, Enum):  # the job's status: its value, not the enum's name
+        return str(value.value)
+    return value if isinstance(value, (str, bytes)) else str(value)
+
+
+def retry_intervals() -> list[int]:
     """The retry intervals of one job: the base ones with +-20% jitter, so that jobs failed by
     the same BigPanda blip (or 429) do not all come back in the same second."""
-    rng = rng or random.Random()
     return [
-        max(1, round(i * rng.uniform(1 - RETRY_JITTER, 1 + RETRY_JITTER))) for i in RETRY_INTERVALS
+        max(1, round(i * random.uniform(1 - RETRY_JITTER, 1 + RETRY_JITTER)))
+        for i in RETRY_INTERVALS
     ]
 
 

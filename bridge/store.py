@@ -1,7 +1,7 @@
 """Redis state per maintenance_key: newest version and desired plan, plan id, pending job, history.
 
 The ingest path is one Lua script (one round trip): it orders the event against the newest seen,
-stores it, and tells the caller whether a reconcile must be enqueued or one is already pending.
+stores it, and either joins the reconcile already pending for the key or queues the new one.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from .model import Decision, DesiredPlan, NoPlan, Plan, SplitPlan, change_key_of
-from .scripts import CLAIM, INGEST, RELEASE, REQUEST
+from .scripts import CLAIM, INGEST, REQUEST
 
 PREFIX = "bridge:"
 LEDGER_MARKER = PREFIX + "ledger-marker"  # absent: the key -> plan id memory may have been lost
@@ -25,6 +25,7 @@ KNOWN_KEYS = PREFIX + "keys"
 STATS = PREFIX + "stats"  # counters behind /metrics, shared by every process
 HISTORY_LENGTH = 50
 RQ_JOB_PREFIX = "rq:job:"
+RQ_QUEUES = "rq:queues"  # the set of queue keys RQ's enqueue adds to
 
 Verdict = Literal["stale", "duplicate", "ignored", "joined", "enqueue"]
 
@@ -33,6 +34,16 @@ Verdict = Literal["stale", "duplicate", "ignored", "joined", "enqueue"]
 class IngestResult:
     verdict: Verdict
     job_id: str | None
+
+
+@dataclass(frozen=True)
+class JobWrite:
+    """A reconcile job to queue if the key has none pending: RQ's hash fields, and its keys."""
+
+    id: str
+    hash_key: str  # rq:job:<id>
+    queue_key: str  # rq:queue:<name>
+    fields: list[str | bytes]  # name, value, name, value...
 
 
 @dataclass(frozen=True)
@@ -81,28 +92,28 @@ class Store:
         self._ingest = redis.register_script(INGEST)
         self._claim = redis.register_script(CLAIM)
         self._request = redis.register_script(REQUEST)
-        self._release = redis.register_script(RELEASE)
 
     def ingest(
-        self, decision: Decision, version: Iterable[float], job_id: str, event: dict[str, Any]
+        self, decision: Decision, version: Iterable[float], job: JobWrite, event: dict[str, Any]
     ) -> IngestResult:
-        """Order, store and coalesce one event; tells whether to enqueue `job_id`."""
+        """Order, store and coalesce one event; queues `job` unless one is pending already."""
         key = decision.maintenance_key
         entry = {"at": int(time.time()), "event": "received", "version": list(version), **event}
-        verdict, job = self._ingest(
-            keys=[_change(key), _history(key), KNOWN_KEYS, LEDGER_MARKER, STATS],
+        verdict, job_id = self._ingest(
+            keys=[_change(key), _history(key), KNOWN_KEYS, LEDGER_MARKER, STATS, *_job_keys(job)],
             args=[
                 json.dumps(list(version)),
                 decision_to_json(decision),
                 "0" if isinstance(decision, NoPlan) else "1",
-                job_id,
                 json.dumps(entry),
                 RQ_JOB_PREFIX,
                 HISTORY_LENGTH,
                 f"webhooks:{event.get('source', 'unknown')}:",
+                job.id,
+                *job.fields,
             ],
         )
-        return IngestResult(verdict.decode(), job.decode() or None)  # type: ignore[arg-type]
+        return IngestResult(verdict.decode(), job_id.decode() or None)  # type: ignore[arg-type]
 
     def predict(self, decision: Decision, version: Iterable[float]) -> str:
         """How ingest would answer now (read only): accepted, stale, duplicate or ignored."""
@@ -120,10 +131,6 @@ class Store:
         if isinstance(decision, NoPlan) and not plans and self.ledger_intact():
             return f"ignored: {decision.reason}"
         return "accepted"
-
-    def release(self, key: str, job_id: str) -> None:
-        """Unmark a pending job whose enqueue failed, so the sender's retry enqueues again."""
-        self._release(keys=[_change(key)], args=[job_id])
 
     def claim(self, key: str, job_id: str) -> None:
         """Mark the pending job as started so newer events enqueue a fresh reconcile."""
@@ -167,10 +174,13 @@ class Store:
         else:
             self.redis.hdel(_change(key), "create_uncertain")
 
-    def request_reconcile(self, key: str, job_id: str) -> IngestResult:
-        """Ask for a reconcile of `key` without an event: "enqueue" `job_id`, or "joined"."""
-        verdict, job = self._request(keys=[_change(key)], args=[job_id, RQ_JOB_PREFIX])
-        return IngestResult(verdict.decode(), job.decode())  # type: ignore[arg-type]
+    def request_reconcile(self, key: str, job: JobWrite) -> IngestResult:
+        """Ask for a reconcile of `key` without an event: queue `job` ("enqueue"), or join the
+        one pending ("joined")."""
+        verdict, job_id = self._request(
+            keys=[_change(key), *_job_keys(job)], args=[RQ_JOB_PREFIX, job.id, *job.fields]
+        )
+        return IngestResult(verdict.decode(), job_id.decode())  # type: ignore[arg-type]
 
     def record(self, key: str, event: str, **details: Any) -> None:
         """Add to the key's history (newest first, capped) and count the event for /metrics."""
@@ -250,3 +260,7 @@ def _change(key: str) -> str:
 
 def _history(key: str) -> str:
     return f"{PREFIX}history:{key}"
+
+
+def _job_keys(job: JobWrite) -> list[str]:
+    return [job.hash_key, job.queue_key, RQ_QUEUES]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from rq import Queue
 
-from .jobs import enqueue_reconcile, new_job_id
+from .jobs import reconcile_job
 from .model import plans_of
 from .store import KeyState, Store
 
@@ -58,9 +58,7 @@ def _sweep_key(store: Store, queue: Queue, key: str, now: float, counts: SweepCo
         else:
             counts.idle += 1
         return
-    job_id = new_job_id(key)
-    if store.request_reconcile(key, job_id).verdict == "enqueue":
-        enqueue_reconcile(queue, key, job_id)
+    if store.request_reconcile(key, reconcile_job(queue, key)).verdict == "enqueue":
         counts.enqueued += 1
     else:
         counts.already_pending += 1

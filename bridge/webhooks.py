@@ -1,8 +1,8 @@
-"""POST /webhooks/<source> and its /preview: authenticate, parse, map, store, enqueue."""
+"""POST /webhooks/<source> and its /preview: authenticate, parse, map, then store and enqueue
+in one Redis round trip."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import time
@@ -78,16 +78,14 @@ def _payload(mapping: SourceMapping) -> dict[str, Any]:
 
 def _ingest(runtime: Runtime, change: Change, decision: Decision) -> tuple[dict[str, Any], int]:
     key = decision.maintenance_key
-    job_id = jobs.new_job_id(key)
+    job = jobs.reconcile_job(runtime.queue, key)
     event = {"source": change.source, "decision": describe(decision)}
-    result = runtime.store.ingest(decision, change.version, job_id, event)
+    result = runtime.store.ingest(decision, change.version, job, event)
     if result.verdict in ("stale", "duplicate"):
         return {"status": "ignored", "reason": result.verdict, "maintenance_key": key}, 200
     if result.verdict == "ignored":
         reason = decision.reason if isinstance(decision, NoPlan) else "not_selected"
         return {"status": "ignored", "reason": reason, "maintenance_key": key}, 200
-    if result.verdict == "enqueue":
-        _enqueue(runtime, key, job_id)
     action = "remove" if isinstance(decision, NoPlan) else "upsert"
     return {
         "status": "accepted",
@@ -95,17 +93,6 @@ def _ingest(runtime: Runtime, change: Change, decision: Decision) -> tuple[dict[
         "action": action,
         "job_id": result.job_id,
     }, 202
-
-
-def _enqueue(runtime: Runtime, key: str, job_id: str) -> None:
-    try:
-        with runtime.redis.pipeline() as pipe:
-            jobs.enqueue_reconcile(runtime.queue, key, job_id, pipeline=pipe)
-            pipe.execute()
-    except RedisError:
-        with contextlib.suppress(RedisError):  # best effort: Redis may be down altogether
-            runtime.store.release(key, job_id)
-        raise
 
 
 def describe(decision: Decision) -> str:

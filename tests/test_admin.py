@@ -126,9 +126,15 @@ def test_the_change_view_after_a_created_plan(web, work, bigpanda):
     assert view["history"][events.index("created")]["plan_id"] == "p-1"
 
 
+def ingest_no_plan(redis_conn, key: str, version: tuple[int, ...], reason: str) -> None:
+    queue = Queue(jobs.QUEUE_NAME, connection=redis_conn, serializer=JSONSerializer)
+    job = jobs.reconcile_job(queue, key)
+    Store(redis_conn).ingest(NoPlan(key, reason), version, job, {"source": "t"})
+
+
 def test_a_change_key_with_slash_hash_and_space_is_found_and_its_no_plan_shown(web, redis_conn):
     key = "ops/CHG 7#b"
-    Store(redis_conn).ingest(NoPlan(key, "not_selected"), (3,), "reconcile-x", {"source": "t"})
+    ingest_no_plan(redis_conn, key, (3,), "not_selected")
 
     answer = web.get(f"/api/changes/{quote(key, safe='/')}", headers=ADMIN)
 
@@ -322,7 +328,7 @@ def test_a_failed_job_that_is_not_a_reconcile_is_neither_listed_nor_requeued(
 
 
 def test_a_key_with_an_encoded_slash_is_the_same_change(web, redis_conn):
-    Store(redis_conn).ingest(NoPlan("a/b", "no_ci"), (1,), "reconcile-x", {"source": "t"})
+    ingest_no_plan(redis_conn, "a/b", (1,), "no_ci")
 
     answer = web.get("/api/changes/a%2Fb", headers=ADMIN)
 

@@ -6,7 +6,8 @@ import time
 
 import pytest
 from bridge_harness import bridge_settings, run_worker
-from rq import Queue
+from rq import Queue, Retry
+from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 from scripted_bigpanda import ScriptedBigPanda
@@ -56,11 +57,8 @@ def desired(**changes) -> DesiredPlan:
 
 
 def submit(store: Store, queue: Queue, plan: DesiredPlan, version: int = 1) -> str:
-    job_id = jobs.new_job_id(plan.maintenance_key)
-    result = store.ingest(plan, (version,), job_id, {"source": "test"})
-    if result.verdict == "enqueue":
-        jobs.enqueue_reconcile(queue, plan.maintenance_key, job_id)
-    return result.job_id
+    job = jobs.reconcile_job(queue, plan.maintenance_key)
+    return store.ingest(plan, (version,), job, {"source": "test"}).job_id
 
 
 def stored(plan: DesiredPlan, plan_id: str, status: str = "planned") -> dict:
@@ -159,3 +157,62 @@ def test_stop_refused_because_the_plan_already_ended_counts_as_done(store, queue
     ]
     assert KEY not in store.state(KEY).plans
     assert store.history(KEY)[0]["event"] == "stopped"
+
+
+# --- the job the ingest script writes in place of RQ's enqueue ------------------------------------
+
+
+def test_the_queued_job_is_the_one_rqs_own_enqueue_would_write(store, queue, redis_conn):
+    ours = store.ingest(desired(), (1,), jobs.reconcile_job(queue, KEY), {"source": "test"})
+    enqueued = queue.enqueue(
+        jobs.reconcile_key,
+        KEY,
+        retry=Retry(max=len(jobs.RETRY_INTERVALS), interval=list(jobs.RETRY_INTERVALS)),
+        result_ttl=3600,
+        failure_ttl=30 * 24 * 3600,
+        description=f"reconcile {KEY}",
+    )
+
+    written = {name.decode() for name in redis_conn.hkeys(f"rq:job:{ours.job_id}")}
+    assert written == {name.decode() for name in redis_conn.hkeys(enqueued.key)}
+    job = Job.fetch(ours.job_id, connection=redis_conn, serializer=JSONSerializer)
+    theirs = Job.fetch(enqueued.id, connection=redis_conn, serializer=JSONSerializer)
+    assert (job.func_name, job.args, job.kwargs) == (theirs.func_name, theirs.args, theirs.kwargs)
+    assert (job.origin, job.timeout, job.result_ttl, job.failure_ttl) == (
+        theirs.origin,
+        theirs.timeout,
+        theirs.result_ttl,
+        theirs.failure_ttl,
+    )
+    assert job.get_status() == JobStatus.QUEUED
+    assert job.retries_left == len(jobs.RETRY_INTERVALS)
+    assert job.enqueued_at is not None
+    assert queue.job_ids == [ours.job_id, theirs.id]
+    assert redis_conn.sismember("rq:queues", queue.key)
+
+
+def test_a_pending_mark_whose_job_was_deleted_does_not_hold_back_the_next_event(
+    store, queue, redis_conn
+):
+    first = store.ingest(desired(), (1,), jobs.reconcile_job(queue, KEY), {"source": "test"})
+    Job.fetch(first.job_id, connection=redis_conn, serializer=JSONSerializer).delete()
+
+    second = store.ingest(desired(), (2,), jobs.reconcile_job(queue, KEY), {"source": "test"})
+
+    assert second.verdict == "enqueue"
+    assert queue.job_ids == [second.job_id]
+
+
+def test_events_that_join_a_pending_job_write_no_job_of_their_own(store, queue, redis_conn):
+    first = store.ingest(desired(), (1,), jobs.reconcile_job(queue, KEY), {"source": "test"})
+    later = [
+        store.ingest(
+            desired(end=int(time.time()) + 5000 + n), (n,), jobs.reconcile_job(queue, KEY), {}
+        )
+        for n in range(2, 6)
+    ]
+
+    assert {result.verdict for result in later} == {"joined"}
+    assert {result.job_id for result in later} == {first.job_id}
+    assert queue.job_ids == [first.job_id]
+    assert redis_conn.keys("rq:job:*") == [f"rq:job:{first.job_id}".encode()]

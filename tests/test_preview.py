@@ -211,15 +211,12 @@ def test_split_plans_preview_every_part_with_its_target(tmp_path):
 
 
 def ingest_like_the_webhook(redis_conn, mapping: SourceMapping, raw: dict) -> str:
-    """What POST /webhooks/<source> does after mapping: ingest, and enqueue when told to."""
+    """What POST /webhooks/<source> does after mapping: ingest, queueing a job when none waits."""
     change = read_change(mapping, raw)
     decision = decide(mapping, change, NOW)
-    job_id = jobs.new_job_id(decision.maintenance_key)
-    result = Store(redis_conn).ingest(decision, change.version, job_id, {"source": "test"})
-    if result.verdict == "enqueue":
-        queue = Queue(jobs.QUEUE_NAME, connection=redis_conn, serializer=JSONSerializer)
-        jobs.enqueue_reconcile(queue, decision.maintenance_key, job_id)
-    return result.verdict
+    queue = Queue(jobs.QUEUE_NAME, connection=redis_conn, serializer=JSONSerializer)
+    job = jobs.reconcile_job(queue, decision.maintenance_key)
+    return Store(redis_conn).ingest(decision, change.version, job, {"source": "test"}).verdict
 
 
 def test_on_an_empty_store_a_new_plan_would_be_accepted(mappings, redis_conn):
