@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import UTC, datetime
 from types import TracebackType
 
 from redis import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, WatchError
 from rq import Queue, Worker
-from rq.exceptions import AbandonedJobError
+from rq.exceptions import AbandonedJobError, SchedulerNotFound
 from rq.job import Job
+from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
 from .jobs import QUEUE_NAME
@@ -25,6 +27,11 @@ HEARTBEAT_GRACE_SECONDS = 10
 MAINTENANCE_SECONDS = 10
 # An idle worker blocks on the queue for worker_ttl - 15 s before it can run maintenance.
 WORKER_TTL_SECONDS = 20
+# One worker's scheduler holds RQ's scheduler lock and beats every second; a worker killed with
+# its scheduler leaves the lock for 61 s, holding back every retry that falls due meanwhile.
+# A holder silent this long is dead: the next maintenance pass of a live worker frees its lock,
+# and RQ's own maintenance then starts that worker's scheduler.
+SCHEDULER_SILENT_SECONDS = 15
 RESTART_DELAY_SECONDS = 2
 
 log = logging.getLogger(__name__)
@@ -39,11 +46,49 @@ class BridgeWorker(Worker):
         self.stop_requested_by_signal = True
         super().request_stop(signum, frame)
 
+    def run_maintenance_tasks(self):
+        release_dead_scheduler_lock(self.connection)
+        super().run_maintenance_tasks()
+
     def get_heartbeat_ttl(self, job: Job) -> int:
         if job.timeout and job.timeout > 0:
             remaining = job.timeout - self.current_job_working_time
             return int(min(remaining, self.job_monitoring_interval)) + HEARTBEAT_GRACE_SECONDS
         return self.job_monitoring_interval + HEARTBEAT_GRACE_SECONDS
+
+
+def release_dead_scheduler_lock(connection: Redis) -> bool:
+    """Free the queue's scheduler lock if its holder has not beaten for SCHEDULER_SILENT_SECONDS;
+    True if it did. A holder that only paused finds its lock taken at its next beat and stops
+    scheduling; a job scheduled twice meanwhile is harmless (reconciles are idempotent)."""
+    key = RQScheduler.get_locking_key(QUEUE_NAME)
+    with connection.pipeline() as pipe:
+        pipe.watch(key)  # a beat of the holder in between refreshes the lock: the delete aborts
+        holder = pipe.get(key)
+        if holder is None or not _silent(connection, holder.decode()):
+            return False
+        pipe.multi()
+        pipe.delete(key)
+        try:
+            pipe.execute()
+        except WatchError:
+            return False
+    log.warning(
+        "freed the scheduler lock of %s: no heartbeat for %d s",
+        holder.decode(),
+        SCHEDULER_SILENT_SECONDS,
+    )
+    return True
+
+
+def _silent(connection: Redis, scheduler_name: str) -> bool:
+    try:
+        beat = RQScheduler.fetch(scheduler_name, connection).last_heartbeat
+    except SchedulerNotFound:  # not registered yet (it just took the lock), or long gone
+        return False
+    return (
+        beat is not None and (datetime.now(UTC) - beat).total_seconds() > SCHEDULER_SILENT_SECONDS
+    )
 
 
 def requeue_abandoned_now(

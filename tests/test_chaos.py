@@ -492,15 +492,15 @@ def kill(process: subprocess.Popen) -> None:
 def busy_worker(
     redis: Redis, processes: list[subprocess.Popen]
 ) -> tuple[subprocess.Popen, str] | None:
-    """A worker process running a job, and the job's id; not the one whose child holds RQ's
-    scheduler lock (its death would hold every scheduled retry for the lock's 61 s: RQ's
-    behaviour, not the bridge's)."""
+    """A worker process running a job, and the job's id: the one whose scheduler holds RQ's
+    scheduler lock when it is busy (the worst case: retries wait until a survivor frees it)."""
     name = redis.get(f"rq:scheduler-lock:{jobs.QUEUE_NAME}")
     holder = redis.hget(f"rq:scheduler:{name.decode()}", "pid") if name else None
     busy = {w.pid: w.get_current_job_id() for w in Worker.all(connection=redis)}
-    for process in processes:
+    holds = {p.pid: holder is not None and int(holder) in descendants(p.pid) for p in processes}
+    for process in sorted(processes, key=lambda p: not holds[p.pid]):
         job_id = busy.get(process.pid) if process.poll() is None else None
-        if job_id and (holder is None or int(holder) not in descendants(process.pid)):
+        if job_id:
             return process, job_id
     return None
 

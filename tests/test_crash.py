@@ -1,4 +1,5 @@
-"""Crash safety with real worker processes: SIGKILL mid-create, SIGTERM mid-job."""
+"""Crash safety with real worker processes: SIGKILL mid-create, SIGTERM mid-job, SIGKILL of the
+worker whose scheduler holds RQ's scheduler lock."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,11 @@ from bridge_harness import (
     serve_sandbox,
     servicenow_payload,
 )
+from rq import Queue, Worker
+from rq.job import JobStatus
+from rq.serializers import JSONSerializer
 
+from bridge import jobs, worker
 from bridge.app import create_app
 from bridge.store import Store
 
@@ -129,3 +135,24 @@ def test_sigterm_lets_the_worker_finish_its_job_then_exit(web, bigpanda, start_w
     [plan] = bigpanda.plans()
     assert store.state(KEY).plans[KEY].id == plan["id"]  # the answer was awaited and stored
     assert not store.state(KEY).create_uncertain
+
+
+def test_a_worker_killed_with_the_scheduler_lock_does_not_hold_back_retries(
+    start_worker, redis_conn
+):
+    lock = f"rq:scheduler-lock:{jobs.QUEUE_NAME}"
+    first = start_worker()
+    wait_for(lambda: redis_conn.exists(lock), 15)  # the first worker's scheduler took the lock
+    start_worker()
+    wait_for(lambda: len(Worker.all(connection=redis_conn)) == 2, 15)
+    for pid in [first.pid, *descendants(first.pid)]:  # the worker and its scheduler process
+        os.kill(pid, signal.SIGKILL)
+    first.wait()
+
+    queue = Queue(jobs.QUEUE_NAME, connection=redis_conn, serializer=JSONSerializer)
+    # A retry falling due a second later: a reconcile of a key with nothing to do.
+    job = queue.enqueue_in(timedelta(seconds=1), jobs.reconcile_key, "CHG-NOTHING")
+    took = wait_for(lambda: job.get_status() == JobStatus.FINISHED, 50, step=0.5)
+
+    # RQ alone would wait for the dead holder's lock to expire: 61 s after its last beat.
+    assert took < worker.SCHEDULER_SILENT_SECONDS + 2 * worker.MAINTENANCE_SECONDS + 5
