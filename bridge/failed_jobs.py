@@ -76,7 +76,7 @@ def requeue(connection: Redis, job_id: str) -> str | None:
     # RQ's requeue keeps retries_left, which is 0 here: a failed reconcile used its retries up or
     # was refused for good (jobs.py sets 0). Without this a requeued job would get no retry at all.
     if job.retry_intervals:
-        job.retries_left = len(jobs.RETRY_INTERVALS)  # the max enqueue_reconcile gives every job
+        job.retries_left = len(jobs.RETRY_INTERVALS)  # the budget reconcile_job gives every job
     try:
         registry.requeue(job)  # saves the job (with retries_left) and enqueues it
     except InvalidJobOperation:  # someone else requeued or deleted it meanwhile

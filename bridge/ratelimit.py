@@ -18,12 +18,15 @@ a safety margin against that and against network jitter on the way to the API.
 Time comes from Redis (`TIME`), not from the hosts, so workers with skewed clocks agree. Needs
 Redis 5 or newer (scripts replicated by effects).
 
-Losing the pace (Redis flushed, replaced, or the key evicted) must not let a burst out: the key
-never expires (one short string per organization), so a missing key means a first start or a
-lost pace, and the new pace then starts one period after now, past every send the lost one let
-out. The key also names its pace (a random generation): a caller that slept until its slot
-checks that the pace it was given is still the one on record, and reserves again if not, so
-the slots handed out before the loss are not used beside the new ones.
+Losing the pace must not let a burst out. The key never expires (one short string per
+organization) and its pace is named by a generation that begins with the Redis server's run_id,
+so the script sees a lost pace: no record (a first start, Redis flushed or replaced, the key
+evicted) or a record from another server run (Redis restarted from a snapshot or failed over to
+a replica, which may hold an older pace). A new pace then starts one period later, past every
+send the lost one let out. A caller that slept until its slot checks that its generation is
+still the one on record, and reserves again if not, so slots handed out before the loss are not
+used beside the new ones. (Until some caller reserves after a restart, the record keeps the old
+generation and sleepers send on their old slots: all from one pace, before the new one starts.)
 """
 
 from __future__ import annotations
@@ -36,21 +39,26 @@ import redis
 
 from bridge.errors import TransientError
 
-KEY_PREFIX = "bridge:ratelimit:"
+KEY_PREFIX = "bridge:pace:"  # not the former bridge:ratelimit:, whose records had no generation
 
 # KEYS[1]: "<TAT> <generation>" (TAT in epoch seconds, Redis clock). ARGV: interval, max_wait,
-# period (seconds), a generation for a new pace. Returns {reserved (1 or 0), wait in whole
-# microseconds (rounded up, so no caller sends early), the pace's generation}.
+# period (seconds), a random suffix for a new generation. Returns {reserved (1 or 0), wait in
+# whole microseconds (rounded up, so no caller sends early), the pace's generation}.
 _RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+local tat, generation
 local record = redis.call('GET', KEYS[1])
-if not record then  -- no pace on record: a new one, whose first slot is one period away
-  record = string.format('%.6f', now + tonumber(ARGV[3])) .. ' ' .. ARGV[4]
-  redis.call('SET', KEYS[1], record)
+if record then
+  local space = string.find(record, ' ', 1, true)
+  tat, generation = tonumber(string.sub(record, 1, space - 1)), string.sub(record, space + 1)
 end
-local space = string.find(record, ' ', 1, true)
-local tat, generation = tonumber(string.sub(record, 1, space - 1)), string.sub(record, space + 1)
+if not record or string.sub(generation, 1, #run + 1) ~= run .. ':' then
+  -- a lost pace: the new one's first slot is one period away
+  tat, generation = now + tonumber(ARGV[3]), run .. ':' .. ARGV[4]
+  redis.call('SET', KEYS[1], string.format('%.6f', tat) .. ' ' .. generation)
+end
 local slot = math.max(now, tat)
 local wait = slot - now
 if wait > tonumber(ARGV[2]) then
@@ -74,8 +82,9 @@ class RateLimiter:
         max_wait: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if not name or rate <= 0 or period <= 0 or max_wait < 0:
-            raise ValueError("RateLimiter needs a name, rate > 0, period > 0 and max_wait >= 0")
+        if not name or rate <= 0 or period <= 0 or max_wait < period:
+            # max_wait >= period: else the first caller of every new pace would be refused
+            raise ValueError("RateLimiter needs a name, rate > 0, period > 0, max_wait >= period")
         self.key = KEY_PREFIX + name
         self._redis = redis
         self._interval = period / rate

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
 from types import TracebackType
 
 from redis import Redis
 from redis.exceptions import RedisError, WatchError
 from rq import Queue, Worker
-from rq.exceptions import AbandonedJobError, SchedulerNotFound
+from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
@@ -21,17 +20,18 @@ from .jobs import QUEUE_NAME
 # some worker's maintenance pass runs. RQ's defaults make that minutes (heartbeat TTL = interval
 # + 60 s, maintenance every 10 min, an idle worker blocking 405 s on the queue); these make it
 # well under a minute. The job is then requeued at once (not through the scheduler, whose lock
-# the dead worker may have held for another minute), and resumes from the key's state.
+# the dead worker may still hold), and resumes from the key's state.
 HEARTBEAT_SECONDS = 5
 HEARTBEAT_GRACE_SECONDS = 10
 MAINTENANCE_SECONDS = 10
 # An idle worker blocks on the queue for worker_ttl - 15 s before it can run maintenance.
 WORKER_TTL_SECONDS = 20
-# One worker's scheduler holds RQ's scheduler lock and beats every second; a worker killed with
-# its scheduler leaves the lock for 61 s, holding back every retry that falls due meanwhile.
-# A holder silent this long is dead: the next maintenance pass of a live worker frees its lock,
-# and RQ's own maintenance then starts that worker's scheduler.
-SCHEDULER_SILENT_SECONDS = 15
+# One worker's scheduler holds RQ's scheduler lock and refreshes it every second; a worker killed
+# with its scheduler leaves the lock for a minute, holding back every retry that falls due
+# meanwhile. A holder that refreshed nothing between two maintenance passes of a live worker is
+# dead: that worker frees the lock, and RQ's own maintenance then starts its scheduler. Passes
+# closer than this say too little (the holder refreshes every second).
+SCHEDULER_SILENCE_SECONDS = 3
 RESTART_DELAY_SECONDS = 2
 
 log = logging.getLogger(__name__)
@@ -41,13 +41,15 @@ class BridgeWorker(Worker):
     """An RQ worker whose running jobs count as abandoned ~15 s after their last heartbeat."""
 
     stop_requested_by_signal = False
+    scheduler_lock: SchedulerLockWatch | None = None
 
     def request_stop(self, signum, frame):
         self.stop_requested_by_signal = True
         super().request_stop(signum, frame)
 
     def run_maintenance_tasks(self):
-        release_dead_scheduler_lock(self.connection)
+        self.scheduler_lock = self.scheduler_lock or SchedulerLockWatch()
+        self.scheduler_lock.release_if_dead(self.connection)
         super().run_maintenance_tasks()
 
     def get_heartbeat_ttl(self, job: Job) -> int:
@@ -57,38 +59,48 @@ class BridgeWorker(Worker):
         return self.job_monitoring_interval + HEARTBEAT_GRACE_SECONDS
 
 
-def release_dead_scheduler_lock(connection: Redis) -> bool:
-    """Free the queue's scheduler lock if its holder has not beaten for SCHEDULER_SILENT_SECONDS;
-    True if it did. A holder that only paused finds its lock taken at its next beat and stops
-    scheduling; a job scheduled twice meanwhile is harmless (reconciles are idempotent)."""
-    key = RQScheduler.get_locking_key(QUEUE_NAME)
-    with connection.pipeline() as pipe:
-        pipe.watch(key)  # a beat of the holder in between refreshes the lock: the delete aborts
-        holder = pipe.get(key)
-        if holder is None or not _silent(connection, holder.decode()):
-            return False
-        pipe.multi()
-        pipe.delete(key)
+class SchedulerLockWatch:
+    """Frees RQ's scheduler lock of a dead holder. Judged by the lock's own TTL, on Redis's clock
+    (the hosts' clocks may disagree): its holder sets it back to the full TTL every second, so a
+    TTL that fell by all the time between two of our looks was not refreshed in that time."""
+
+    def __init__(self) -> None:
+        self._seen: tuple[bytes, int, float] | None = None  # holder, TTL (ms), when (monotonic)
+
+    def release_if_dead(self, connection: Redis) -> bool:
+        """True if it freed the lock. Best effort: a Redis error is logged and waits for the next
+        pass. A holder that was only stalled finds its lock taken at its next refresh and stops
+        scheduling; a retry scheduled twice meanwhile runs twice, which reconciles allow."""
         try:
-            pipe.execute()
-        except WatchError:
+            return self._release_if_dead(connection)
+        except RedisError as exc:
+            log.warning("could not check RQ's scheduler lock: %s", exc)
             return False
-    log.warning(
-        "freed the scheduler lock of %s: no heartbeat for %d s",
-        holder.decode(),
-        SCHEDULER_SILENT_SECONDS,
-    )
-    return True
 
-
-def _silent(connection: Redis, scheduler_name: str) -> bool:
-    try:
-        beat = RQScheduler.fetch(scheduler_name, connection).last_heartbeat
-    except SchedulerNotFound:  # not registered yet (it just took the lock), or long gone
-        return False
-    return (
-        beat is not None and (datetime.now(UTC) - beat).total_seconds() > SCHEDULER_SILENT_SECONDS
-    )
+    def _release_if_dead(self, connection: Redis) -> bool:
+        key = RQScheduler.get_locking_key(QUEUE_NAME)
+        with connection.pipeline() as pipe:
+            pipe.watch(key)  # a refresh by the holder in between makes the delete abort
+            holder, ttl_ms, now = pipe.get(key), pipe.pttl(key), time.monotonic()
+            seen = self._seen
+            if seen is None or seen[0] != holder or now - seen[2] >= SCHEDULER_SILENCE_SECONDS:
+                self._seen = (holder, ttl_ms, now)
+            if holder is None or seen is None or seen[0] != holder:
+                return False
+            silence = now - seen[2]
+            if silence < SCHEDULER_SILENCE_SECONDS or ttl_ms > seen[1] - (silence - 1) * 1000:
+                return False  # too soon to tell, or refreshed since
+            pipe.multi()
+            pipe.delete(key)
+            try:
+                pipe.execute()
+            except WatchError:
+                return False
+        log.warning(
+            "freed RQ's scheduler lock of %s: not refreshed for %.0f s", holder.decode(), silence
+        )
+        self._seen = None
+        return True
 
 
 def requeue_abandoned_now(

@@ -31,6 +31,7 @@ from bridge.app import create_app
 from bridge.store import Store
 
 REPO = Path(__file__).parent.parent
+SCHEDULER_LOCK = f"rq:scheduler-lock:{jobs.QUEUE_NAME}"
 KEY = "CHG0030412"
 SLOW_CREATE_SECONDS = 3.0
 
@@ -140,9 +141,8 @@ def test_sigterm_lets_the_worker_finish_its_job_then_exit(web, bigpanda, start_w
 def test_a_worker_killed_with_the_scheduler_lock_does_not_hold_back_retries(
     start_worker, redis_conn
 ):
-    lock = f"rq:scheduler-lock:{jobs.QUEUE_NAME}"
     first = start_worker()
-    wait_for(lambda: redis_conn.exists(lock), 15)  # the first worker's scheduler took the lock
+    wait_for(lambda: redis_conn.exists(SCHEDULER_LOCK), 15)  # its scheduler took the lock
     start_worker()
     wait_for(lambda: len(Worker.all(connection=redis_conn)) == 2, 15)
     for pid in [first.pid, *descendants(first.pid)]:  # the worker and its scheduler process
@@ -154,5 +154,32 @@ def test_a_worker_killed_with_the_scheduler_lock_does_not_hold_back_retries(
     job = queue.enqueue_in(timedelta(seconds=1), jobs.reconcile_key, "CHG-NOTHING")
     took = wait_for(lambda: job.get_status() == JobStatus.FINISHED, 50, step=0.5)
 
-    # RQ alone would wait for the dead holder's lock to expire: 61 s after its last beat.
-    assert took < worker.SCHEDULER_SILENT_SECONDS + 2 * worker.MAINTENANCE_SECONDS + 5
+    # RQ alone would wait for the dead holder's lock to expire: a minute after its last refresh.
+    # Here: two maintenance passes of the survivor to see the lock unrefreshed, then its own.
+    assert took < 3 * worker.MAINTENANCE_SECONDS + 5
+
+
+def test_the_scheduler_lock_of_a_live_worker_is_kept(start_worker, redis_conn):
+    start_worker()
+    wait_for(lambda: redis_conn.exists(SCHEDULER_LOCK), 15)
+    watch = worker.SchedulerLockWatch()
+
+    freed = [watch.release_if_dead(redis_conn)]
+    time.sleep(worker.SCHEDULER_SILENCE_SECONDS + 0.5)
+    freed.append(watch.release_if_dead(redis_conn))
+
+    assert freed == [False, False]
+    assert redis_conn.exists(SCHEDULER_LOCK)
+
+
+def test_a_scheduler_lock_nobody_refreshes_is_freed_at_the_second_look(redis_conn):
+    redis_conn.set(SCHEDULER_LOCK, "a-dead-scheduler", px=61_000)
+    watch = worker.SchedulerLockWatch()
+
+    first_look = watch.release_if_dead(redis_conn)
+    too_soon = watch.release_if_dead(redis_conn)
+    time.sleep(worker.SCHEDULER_SILENCE_SECONDS + 0.5)
+    second_look = watch.release_if_dead(redis_conn)
+
+    assert (first_look, too_soon, second_look) == (False, False, True)
+    assert not redis_conn.exists(SCHEDULER_LOCK)

@@ -105,31 +105,45 @@ def test_a_pace_lost_while_callers_wait_restarts_a_period_later_and_voids_their_
     # one period after the loss, past anything the old pace let out.
     assert slept[:3] == [pytest.approx(s, abs=0.05) for s in (1.0, 1.2, 1.4)]
     assert slept[3:] == [pytest.approx(1.0, abs=0.05)]
-    assert redis_conn.pttl("bridge:ratelimit:org") == -1  # kept: a missing pace means a lost one
+    assert redis_conn.pttl(limiter.key) == -1  # kept: a missing pace means a lost one
+
+
+def test_a_pace_recorded_by_another_redis_run_is_a_lost_pace(redis_conn):
+    """Redis restarted from a snapshot, or failed over to a replica: the record it holds may be
+    older than the pace the callers followed, so its slots (here: free at once) are not used."""
+    waits: list[float] = []
+    limiter = RateLimiter(redis_conn, "org", sleep=waits.append)
+    redis_conn.set(limiter.key, f"{time.time() - 100:.6f} 0123abcd:older-run")
+
+    limiter.acquire()
+
+    assert waits == [pytest.approx(1.0, abs=0.05)]  # a new pace, one period away
 
 
 def test_a_wait_beyond_max_wait_is_a_transient_429_at_once(redis_conn):
-    limiter = RateLimiter(redis_conn, "org", rate=1, period=10, max_wait=1)
-    redis_conn.set(limiter.key, f"{time.time():.6f} g1")  # a pace on record, its slot free now
-    limiter.acquire()
+    limiter = RateLimiter(redis_conn, "org", rate=1, period=2, max_wait=2, sleep=lambda s: None)
+    limiter.acquire()  # the new pace's first slot, 2 s away
     started = time.monotonic()
     with pytest.raises(TransientError) as caught:
-        limiter.acquire()
+        limiter.acquire()  # 4 s away
     assert time.monotonic() - started < 0.5
     assert caught.value.http_status == 429
     assert "max_wait" in caught.value.message
-    assert caught.value.retry_after == pytest.approx(10, abs=0.5)
+    assert caught.value.retry_after == pytest.approx(4, abs=0.5)
 
 
 def test_a_refused_caller_reserves_no_slot(redis_conn):
-    limiter = RateLimiter(redis_conn, "org", rate=2, period=1, max_wait=0.7, sleep=lambda s: None)
-    redis_conn.set(limiter.key, f"{time.time():.6f} g1")  # a pace on record, its slot free now
-    limiter.acquire()  # slot now
-    limiter.acquire()  # slot now + 0.5 (not slept: the queue ahead stays 1.0 s long)
+    limiter = RateLimiter(redis_conn, "org", rate=2, period=1, max_wait=1.2, sleep=lambda s: None)
+    limiter.acquire()  # the new pace's first slot: now + 1.0 (not slept)
     with pytest.raises(TransientError):
-        limiter.acquire()  # would be now + 1.0
+        limiter.acquire()  # would be now + 1.5
     time.sleep(0.6)
-    limiter.acquire()  # now + 0.4 fits in 0.7; it would be 0.9 had the refusal taken a slot
+    limiter.acquire()  # now + 0.9 fits in 1.2; it would be 1.4 had the refusal taken a slot
+
+
+def test_a_max_wait_shorter_than_the_period_is_refused():
+    with pytest.raises(ValueError, match="max_wait >= period"):
+        RateLimiter(Redis(), "org", period=10, max_wait=1)
 
 
 def test_an_unreachable_redis_raises_its_connection_error(tmp_path):
