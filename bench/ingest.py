@@ -42,10 +42,11 @@ from gunicorn.config import KNOWN_SETTINGS
 from load import MARKER, Pace, Workload, generator_name, run
 from redis import Redis
 
+from bridge.dev import stop
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "tests" / "payloads" / "servicenow" / "servicenow_change_scheduled.json"
 TARGET = 0.6
-STOP_GRACE_SECONDS = 10
 BRIDGE_QUEUE = "rq:queue:bridge"
 NAIVE_QUEUE = "rq:queue:bench-naive"
 # gunicorn >= 25.1 opens a control socket in ~/.gunicorn, one path for every server: not ours.
@@ -245,18 +246,8 @@ def _spawn(args: list[str], stack: ExitStack, env, log: Path) -> subprocess.Pope
         process = subprocess.Popen(
             args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
-    stack.callback(_stop, process)
+    stack.callback(stop, process)
     return process
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(STOP_GRACE_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def _free_port() -> int:

@@ -5,13 +5,13 @@ Registered only when BRIDGE_ADMIN_TOKEN is set; every route wants `Authorization
 
 from __future__ import annotations
 
-import hmac
 import logging
 from typing import Any
 
 from flask import Blueprint, abort, current_app, g, request
 
 from . import failed_jobs
+from .auth import Verifier
 from .errors import AuthError
 from .model import NoPlan, plans_of
 from .runtime import Runtime
@@ -24,11 +24,11 @@ blueprint = Blueprint("admin", __name__, url_prefix="/api")
 def require_admin_token() -> None:
     """401 unless the request carries the admin token (compared in constant time)."""
     expected = _runtime().settings.admin_token
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise AuthError("the admin API wants Authorization: Bearer <BRIDGE_ADMIN_TOKEN>")
-    if not expected or not hmac.compare_digest(token.strip().encode(), expected.encode()):
-        raise AuthError("wrong admin token")
+    bearer = Verifier(kind="bearer", secret=(expected or "").encode())
+    if not expected or not bearer.accepts(request.headers, b""):
+        raise AuthError(
+            "missing or wrong admin token: send Authorization: Bearer <BRIDGE_ADMIN_TOKEN>"
+        )
 
 
 @blueprint.get("/changes/<path:key>")

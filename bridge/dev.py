@@ -138,13 +138,18 @@ def _wait_ready(port: int, children: list[subprocess.Popen], stop: list[int]) ->
 def _stop_all(children: list[subprocess.Popen]) -> None:
     """Newest first: web and worker before the Redis they use."""
     for child in reversed(children):
-        if child.poll() is None:
-            child.terminate()
-            try:
-                child.wait(STOP_GRACE_SECONDS)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+        stop(child)
+
+
+def stop(child: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within STOP_GRACE_SECONDS."""
+    if child.poll() is None:
+        child.terminate()
+        try:
+            child.wait(STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
 
 
 def sample_change(now: datetime) -> dict:

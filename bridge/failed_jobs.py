@@ -129,7 +129,7 @@ def _describe(job: Job, store: Store) -> FailedJob:
 def _tries(job: Job, history: list[dict[str, Any]]) -> int:
     """Runs of the job that failed, counted in the key's history between the job's creation and
     its failure (RQ keeps no count, and jobs.py zeroes retries_left on a permanent error).
-    History entries do not name their job yet: an entry with a `job` field must name this one."""
+    Entries written before they named their job count for any job of the key."""
     start = math.floor(job.created_at.timestamp())  # history stamps are whole seconds
     end = job.ended_at.timestamp() if job.ended_at else math.inf
     runs = sum(

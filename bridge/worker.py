@@ -41,14 +41,16 @@ class BridgeWorker(Worker):
     """An RQ worker whose running jobs count as abandoned ~15 s after their last heartbeat."""
 
     stop_requested_by_signal = False
-    scheduler_lock: SchedulerLockWatch | None = None
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.scheduler_lock = SchedulerLockWatch()
 
     def request_stop(self, signum, frame):
         self.stop_requested_by_signal = True
         super().request_stop(signum, frame)
 
     def run_maintenance_tasks(self):
-        self.scheduler_lock = self.scheduler_lock or SchedulerLockWatch()
         self.scheduler_lock.release_if_dead(self.connection)
         super().run_maintenance_tasks()
 
@@ -78,18 +80,19 @@ class SchedulerLockWatch:
             return False
 
     def _release_if_dead(self, connection: Redis) -> bool:
+        seen, now = self._seen, time.monotonic()
+        if seen is not None and now - seen[2] < SCHEDULER_SILENCE_SECONDS:
+            return False  # too soon to tell: the next look compares with that earlier one
         key = RQScheduler.get_locking_key(QUEUE_NAME)
         with connection.pipeline() as pipe:
             pipe.watch(key)  # a refresh by the holder in between makes the delete abort
-            holder, ttl_ms, now = pipe.get(key), pipe.pttl(key), time.monotonic()
-            seen = self._seen
-            if seen is None or seen[0] != holder or now - seen[2] >= SCHEDULER_SILENCE_SECONDS:
-                self._seen = (holder, ttl_ms, now)
+            holder, ttl_ms = pipe.get(key), pipe.pttl(key)
+            self._seen = (holder, ttl_ms, now)
             if holder is None or seen is None or seen[0] != holder:
                 return False
             silence = now - seen[2]
-            if silence < SCHEDULER_SILENCE_SECONDS or ttl_ms > seen[1] - (silence - 1) * 1000:
-                return False  # too soon to tell, or refreshed since
+            if ttl_ms > seen[1] - (silence - 1) * 1000:
+                return False  # refreshed since
             pipe.multi()
             pipe.delete(key)
             try:
