@@ -1,4 +1,5 @@
-"""The operator's API under /api: a change as the bridge remembers it, failed jobs, their replay.
+"""The operator's API under /api: a change as the bridge remembers it (and forgetting it), failed
+jobs, their replay.
 
 Registered only when BRIDGE_ADMIN_TOKEN is set; every route wants `Authorization: Bearer <it>`.
 """
@@ -12,8 +13,8 @@ from flask import Blueprint, abort, current_app, g, request
 
 from . import failed_jobs
 from .auth import Verifier
-from .errors import AuthError
-from .model import NoPlan, plans_of
+from .errors import AuthError, BadPayload
+from .model import ChangeRef, NoPlan, plans_of
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -33,20 +34,53 @@ def require_admin_token() -> None:
 
 @blueprint.get("/changes/<path:key>")
 def change(key: str) -> dict[str, Any]:
-    """What the bridge remembers of one change: desired plan, plan ids, version, history."""
+    """What the bridge remembers of one change: desired plan, plan ids, version, history.
+    `?source=` names the source; it may be left out while only one source knows the key."""
     runtime = _runtime()
-    if not runtime.store.is_known(key):
-        abort(404, f"no change with maintenance_key {key!r} is known")
-    state = runtime.store.state(key)
+    ref = _known_change(key, request.args.get("source"))
+    state = runtime.store.state(ref)
     return {
+        "source": ref.source,
         "maintenance_key": key,
         "desired": _desired_json(state.desired),
-        "plans": {k: {"id": p.id, "target": p.target} for k, p in state.plans.items()},
+        "plans": {k: _plan_json(p) for k, p in state.plans.items()},
         "version": list(state.version) if state.version else None,
         "pending_job": state.pending_job,
         "create_uncertain": state.create_uncertain,
-        "history": runtime.store.history(key),
+        "history": runtime.store.history(ref),
     }
+
+
+@blueprint.delete("/changes/<path:key>")
+def forget(key: str) -> dict[str, Any]:
+    """Drop the bridge's memory of one change (`?source=` required); BigPanda is not called."""
+    source = request.args.get("source")
+    if not source:
+        raise BadPayload("name the source: DELETE /api/changes/<key>?source=<source>")
+    ref = _known_change(key, source)
+    dropped = _runtime().store.summary(ref)
+    _runtime().store.forget(ref)
+    log.warning("forgot %s on request %s: %s", ref, g.get("request_id"), dropped)
+    return {"forgotten": dropped}
+
+
+def _known_change(key: str, source: str | None) -> ChangeRef:
+    """The change a request names; 404 when unknown, 400 when several sources know the key."""
+    store = _runtime().store
+    sources = [source] if source else sorted(_runtime().mappings)
+    known = [ChangeRef(s, key) for s in sources if store.is_known(ChangeRef(s, key))]
+    if not known:
+        where = f" from source {source!r}" if source else ""
+        abort(404, f"no change with maintenance_key {key!r}{where} is known")
+    if len(known) > 1:
+        names = ", ".join(ref.source for ref in known)
+        raise BadPayload(f"the key {key!r} is known from several sources ({names}): add ?source=")
+    return known[0]
+
+
+def _plan_json(plan) -> dict[str, Any]:
+    shown = {"id": plan.id, "target": plan.target}
+    return {**shown, "adopted_unmarked": True} if plan.unmarked else shown
 
 
 @blueprint.get("/jobs/failed")
@@ -59,11 +93,11 @@ def failed() -> dict[str, Any]:
 @blueprint.post("/jobs/<job_id>/requeue")
 def requeue(job_id: str) -> tuple[dict[str, str], int]:
     """Run a failed reconcile job again, with its retries restored."""
-    key = failed_jobs.requeue(_runtime().redis, job_id)
-    if key is None:
+    ref = failed_jobs.requeue(_runtime().redis, job_id)
+    if ref is None:
         abort(404, f"no failed reconcile job has the id {job_id!r}")
-    log.info("requeued job %s, maintenance_key %s, request %s", job_id, key, g.get("request_id"))
-    return {"requeued": job_id, "maintenance_key": key}, 202
+    log.info("requeued job %s, change %s, request %s", job_id, ref, g.get("request_id"))
+    return {"requeued": job_id, "source": ref.source, "maintenance_key": ref.key}, 202
 
 
 def _desired_json(decision) -> dict[str, Any] | None:

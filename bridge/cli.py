@@ -1,4 +1,4 @@
-"""`bridge`: dev, serve, worker, mappings check, preview and jobs (failed, requeue)."""
+"""`bridge`: dev, serve, worker, reconcile, forget, mappings check, preview and jobs."""
 
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ from rq.serializers import JSONSerializer
 
 from . import failed_jobs, jobs
 from .config import Settings
+from .drift import find_drift
 from .errors import ConfigError, FieldError
 from .mapping.loader import check_mappings, load_mappings
+from .model import ChangeRef
 from .preview import preview
 from .store import Store, connect
 from .sweep import sweep
@@ -63,19 +65,69 @@ def worker(burst: bool) -> None:
 
 @main.command("reconcile")
 @click.option("--every", type=click.IntRange(min=60), help="repeat every N seconds (Ctrl-C stops)")
-def reconcile_command(every: int | None) -> None:
-    """Re-check every remembered key against BigPanda and repair drift (the workers do the
-    calls, at the shared rate limit); expire keys BigPanda has forgotten."""
+@click.option(
+    "--dry-run", is_flag=True, help="print what would be repaired, and why; queue nothing"
+)
+def reconcile_command(every: int | None, dry_run: bool) -> None:
+    """Re-check every remembered change against BigPanda and repair drift (the workers do the
+    calls, at the shared rate limit); expire changes BigPanda has forgotten."""
+    if dry_run:
+        if every is not None:
+            raise click.UsageError("--dry-run runs once: leave out --every")
+        _dry_sweep()
+        return
     connection = _redis()
     queue = Queue(jobs.QUEUE_NAME, connection=connection, serializer=JSONSerializer)
     store = Store(connection)
     while True:
-        with click.progressbar(length=store.count_keys(), label="sweeping keys") as bar:
-            counts = sweep(store, queue, time.time(), progress=lambda _key: bar.update(1))
+        with click.progressbar(length=store.count_changes(), label="sweeping changes") as bar:
+            counts = sweep(store, queue, time.time(), progress=lambda _change: bar.update(1))
         click.echo(counts.summary())
         if every is None:
             return
         time.sleep(every)
+
+
+def _dry_sweep() -> None:
+    """Reads BigPanda (one listing, at the shared rate limit) and Redis; queues nothing."""
+    settings = _settings()
+    mappings = _fail_on(lambda: load_mappings(settings.mappings_dir, None))
+    connection = connect(settings.redis_url)  # type: ignore[arg-type]
+    clients = _fail_on(lambda: jobs.build_clients(settings, mappings, connection))
+    store = Store(connection)
+    click.echo("listing BigPanda's plans...", err=True)
+    with click.progressbar(length=store.count_changes(), label="comparing changes") as bar:
+        report = find_drift(
+            store, clients, settings.instance, time.time(), progress=lambda _c: bar.update(1)
+        )
+    for repair in report.repairs:
+        click.echo(repair.line())
+    click.echo(report.summary())
+
+
+@main.command("forget")
+@click.argument("source")
+@click.argument("key")
+@click.option("--yes", is_flag=True, help="do not ask for confirmation")
+def forget_command(source: str, key: str, yes: bool) -> None:
+    """Drop the bridge's memory of one change (version, plan ids, history); BigPanda is not
+    called, its plans stay as they are. The next webhook of the change starts afresh."""
+    store = Store(_redis())
+    change = ChangeRef(source, key)
+    if not store.is_known(change):
+        _exit(f"no change {key!r} of source {source!r} is known")
+    summary = store.summary(change)
+    click.echo(f"{change}: will drop")
+    click.echo(f"  version seen: {summary['version']}")
+    for plan_key, plan_id in summary["plans"].items() or [("(none)", "-")]:
+        click.echo(f"  plan remembered: {plan_key} -> {plan_id} (stays in BigPanda)")
+    click.echo(f"  pending job: {summary['pending_job'] or '-'}")
+    click.echo(f"  history entries: {summary['history_entries']}")
+    if not yes and not click.confirm("Drop it?", default=False):
+        click.echo("nothing dropped")
+        sys.exit(1)
+    store.forget(change)
+    click.echo(f"forgot {change}")
 
 
 @main.group()
@@ -137,10 +189,10 @@ def jobs_group() -> None:
 def jobs_failed() -> None:
     """Failed reconcile jobs, the latest failure first, with BigPanda's message."""
     found = [job.to_json() for job in failed_jobs.list_failed(_redis())]
-    columns = ["id", "maintenance_key", "tries", "failed_at", "error"]
+    columns = ["id", "source", "maintenance_key", "tries", "failed_at", "error"]
     rows = [[str(job[c] if job[c] is not None else "-") for c in columns] for job in found]
     if rows:
-        table = [["JOB ID", "KEY", "TRIES", "FAILED AT", "ERROR"], *rows]
+        table = [["JOB ID", "SOURCE", "KEY", "TRIES", "FAILED AT", "ERROR"], *rows]
         widths = [max(len(row[i]) for row in table) for i in range(len(columns) - 1)]
         for row in table:  # the error, last, is not padded: it may be long
             padded = [cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)]
@@ -159,12 +211,12 @@ def jobs_requeue(job_id: str | None, everything: bool) -> None:
     if everything:
         requeued = failed_jobs.requeue_all(connection)
     else:
-        key = failed_jobs.requeue(connection, job_id)  # type: ignore[arg-type]
-        if key is None:
+        change = failed_jobs.requeue(connection, job_id)  # type: ignore[arg-type]
+        if change is None:
             _exit(f"no failed reconcile job has the id {job_id!r} (see: bridge jobs failed)")
-        requeued = {job_id: key}  # type: ignore[dict-item]
-    for requeued_id, key in requeued.items():
-        click.echo(f"requeued {requeued_id} ({key})")
+        requeued = {job_id: change}  # type: ignore[dict-item]
+    for requeued_id, change in requeued.items():
+        click.echo(f"requeued {requeued_id} ({change})")
     click.echo(f"{len(requeued)} job{'' if len(requeued) == 1 else 's'} requeued")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,7 @@ from .errors import ConfigError
 
 DEFAULT_API_URL = "https://api.bigpanda.io"
 MIB = 1024 * 1024
+INSTANCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,8 @@ class Settings:
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
     rate_limit: float = 5.0  # BigPanda requests per second per organization, all workers together
+    instance: str = "default"  # this deployment's name in the ownership mark of its plans
+    dry_run: bool = False  # read BigPanda, write nothing, record what would have been written
     # The environment mapping files take their secrets from (by variable name).
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
 
@@ -53,6 +57,8 @@ class Settings:
             connect_timeout=_float(env, "BIGPANDA_CONNECT_TIMEOUT", 5.0),
             read_timeout=_float(env, "BIGPANDA_READ_TIMEOUT", 30.0),
             rate_limit=_float(env, "BIGPANDA_RATE_LIMIT", 5.0),
+            instance=_instance(env),
+            dry_run=_flag(env, "BRIDGE_DRY_RUN"),
             secrets=env,
         )
 
@@ -72,6 +78,22 @@ class Settings:
         if not self.redis_url:
             raise ConfigError("REDIS_URL is not set")
         self.bigpanda_token  # noqa: B018 - raises when neither a key nor the sandbox is set
+
+
+def _instance(env: Mapping[str, str]) -> str:
+    name = env.get("BRIDGE_INSTANCE") or "default"
+    if not INSTANCE_NAME.match(name):
+        raise ConfigError(
+            f"BRIDGE_INSTANCE must be 1-64 lowercase letters, digits, - and _, got {name!r}"
+        )
+    return name
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = (env.get(name) or "0").strip().lower()
+    if raw not in ("0", "1", "true", "false", "yes", "no"):
+        raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
+    return raw in ("1", "true", "yes")
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

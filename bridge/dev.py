@@ -163,7 +163,8 @@ def sample_change(now: datetime) -> dict:
         "short_description": "Sample: patch web-01",
         "start_date": start.strftime(stamp),
         "end_date": (start + timedelta(hours=1)).strftime(stamp),
-        "sys_mod_count": str(int(now.timestamp())),  # newer on every run of `bridge dev`
+        # Newer on every run of `bridge dev` (sys_updated_on breaks a tie within a minute).
+        "sys_mod_count": str(int(now.timestamp() // 60)),
         "sys_updated_on": now.strftime(stamp),
         "cmdb_ci": {"value": "0" * 32, "display_value": "web-01"},
     }

@@ -15,9 +15,10 @@ from rq.serializers import JSONSerializer
 
 from . import jobs
 from .errors import PermanentError, TransientError
+from .model import ChangeRef
 from .store import Store
 
-RECONCILE = f"{jobs.reconcile_key.__module__}.{jobs.reconcile_key.__qualname__}"
+RECONCILE = f"{jobs.reconcile_change.__module__}.{jobs.reconcile_change.__qualname__}"
 # What a reconcile records in the key's history each time a run of it fails.
 FAILED_RUN_EVENTS = frozenset({"retrying", "failed"})
 # The exception class the worker writes before BigPanda's message: not worth showing.
@@ -31,7 +32,7 @@ class FailedJob:
     """A reconcile job RQ gave up on, and why."""
 
     id: str
-    maintenance_key: str
+    change: ChangeRef
     error: str
     tries: int
     failed_at: datetime | None
@@ -40,7 +41,8 @@ class FailedJob:
         failed_at = self.failed_at.astimezone(UTC) if self.failed_at else None
         return {
             "id": self.id,
-            "maintenance_key": self.maintenance_key,
+            "source": self.change.source,
+            "maintenance_key": self.change.key,
             "error": self.error,
             "tries": self.tries,
             "failed_at": failed_at.strftime("%Y-%m-%dT%H:%M:%SZ") if failed_at else None,
@@ -61,9 +63,9 @@ def list_failed(connection: Redis) -> list[FailedJob]:
     return sorted(failed, key=lambda job: job.failed_at or oldest, reverse=True)
 
 
-def requeue(connection: Redis, job_id: str) -> str | None:
+def requeue(connection: Redis, job_id: str) -> ChangeRef | None:
     """Put one failed reconcile job back on the queue with its retries restored; returns its
-    maintenance_key, or None when no failed reconcile job has that id."""
+    change, or None when no failed reconcile job has that id."""
     registry = failed_registry(connection)
     if job_id not in registry:  # also refuses ids RQ would not accept, without fetching them
         return None
@@ -81,11 +83,11 @@ def requeue(connection: Redis, job_id: str) -> str | None:
         registry.requeue(job)  # saves the job (with retries_left) and enqueues it
     except InvalidJobOperation:  # someone else requeued or deleted it meanwhile
         return None
-    return str(job.args[0])
+    return _change_of(job)
 
 
-def requeue_all(connection: Redis) -> dict[str, str]:
-    """Requeue every failed reconcile job; returns the requeued ones: job id -> maintenance_key."""
+def requeue_all(connection: Redis) -> dict[str, ChangeRef]:
+    """Requeue every failed reconcile job; returns the requeued ones: job id -> change."""
     requeued = {}
     for job_id in failed_registry(connection).get_job_ids():
         key = requeue(connection, job_id)
@@ -109,19 +111,24 @@ def error_of(exc_string: str | None) -> str:
 def _is_reconcile(job: Job) -> bool:
     """A job of ours; one this serializer cannot read is not, rather than the listing's end."""
     try:
-        return job.func_name == RECONCILE and len(job.args) == 1
+        return job.func_name == RECONCILE and len(job.args) == 2
     except DeserializationError:
         return False
 
 
+def _change_of(job: Job) -> ChangeRef:
+    source, key = job.args
+    return ChangeRef(str(source), str(key))
+
+
 def _describe(job: Job, store: Store) -> FailedJob:
-    key = str(job.args[0])
+    change = _change_of(job)
     result = job.latest_result()
     return FailedJob(
         id=job.id,
-        maintenance_key=key,
+        change=change,
         error=error_of(result.exc_string if result else None),
-        tries=_tries(job, store.history(key)),
+        tries=_tries(job, store.history(change)),
         failed_at=job.ended_at,
     )
 

@@ -1,4 +1,4 @@
-"""The functions RQ runs, and how they are enqueued: one reconcile per maintenance_key."""
+"""The functions RQ runs, and how they are enqueued: one reconcile per change."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from .config import Settings
 from .converge import KeyReconciler
 from .errors import ConfigError, PermanentError, TransientError
 from .mapping.loader import SourceMapping, load_mappings
+from .model import ChangeRef
 from .ratelimit import RateLimiter
 from .store import PREFIX, JobWrite, Store
 
@@ -48,9 +49,13 @@ RATE_PERIOD_SECONDS = 1.05
 
 @dataclass
 class WorkerContext:
-    """What a worker process needs: a BigPanda client per organization (None: the default)."""
+    """What a worker process needs: a BigPanda client per organization (None: the default),
+    this instance's name for the ownership mark, dry run, and the sources that adopt."""
 
     clients: Mapping[str | None, BigPandaClient]
+    instance: str = "default"
+    dry_run: bool = False
+    adopting: frozenset[str] = frozenset()  # sources whose mapping allows adopting unmarked plans
 
 
 _context: WorkerContext | None = None
@@ -64,6 +69,18 @@ def configure(
     global _context
     if mappings is None:
         mappings = load_mappings(settings.mappings_dir, settings.secrets)
+    clients = build_clients(settings, mappings, redis)
+    adopting = frozenset(m.source for m in mappings.values() if m.adopt_unmarked_plans)
+    _context = WorkerContext(clients, settings.instance, settings.dry_run, adopting)
+    if settings.dry_run:
+        log.warning("BRIDGE_DRY_RUN is on: BigPanda is read, never written")
+
+
+def build_clients(
+    settings: Settings, mappings: Mapping[str, SourceMapping], redis: Redis
+) -> dict[str | None, BigPandaClient]:
+    """A BigPanda client for the default organization (None) and each named target, paced by
+    the limiter every process shares."""
     default = (settings.bigpanda_api_url, settings.bigpanda_token)
     clients = {None: _client(settings, redis, *default)}
     for mapping in mappings.values():
@@ -74,7 +91,7 @@ def configure(
                     f"{mapping.path}: targets.{name}: {target.api_key_env} is not set"
                 )
             clients[name] = _client(settings, redis, target.api_url, token)
-    _context = WorkerContext(clients=clients)
+    return clients
 
 
 def _client(settings: Settings, redis: Redis, url: str, token: str) -> BigPandaClient:
@@ -91,14 +108,14 @@ def _client(settings: Settings, redis: Redis, url: str, token: str) -> BigPandaC
     )
 
 
-def _new_job_id(maintenance_key: str) -> str:
+def _new_job_id(change: ChangeRef) -> str:
     """RQ job ids allow only letters, digits, _ and -: a readable slug plus a unique suffix."""
-    slug = re.sub(r"[^A-Za-z0-9_-]", "_", maintenance_key)[:60]
-    return f"reconcile-{slug}-{uuid.uuid4().hex[:12]}"
+    slug = re.sub(r"[^A-Za-z0-9_-]", "_", change.key)[:60]
+    return f"reconcile-{change.source}-{slug}-{uuid.uuid4().hex[:12]}"
 
 
-def reconcile_job(queue: Queue, maintenance_key: str) -> JobWrite:
-    """A new reconcile job of one key, as the hash fields RQ itself writes on enqueue. The store
+def reconcile_job(queue: Queue, change: ChangeRef) -> JobWrite:
+    """A new reconcile job of one change, as the hash fields RQ itself writes on enqueue. The store
     writes and queues it in the script that marks it pending (RQ's own unique enqueue is such a
     script): one round trip, and never a pending mark without its job or a job without its mark.
     Transient failures are retried by RQ's scheduler.
@@ -106,13 +123,13 @@ def reconcile_job(queue: Queue, maintenance_key: str) -> JobWrite:
     RQ's create_job and to_dict would cost more than the rest of a webhook's work, so they run
     once per queue, for a template; each job copies it and sets what differs from job to job."""
     template = _templates.get(queue.name) or _template(queue)
-    job_id = _new_job_id(maintenance_key)
+    job_id = _new_job_id(change)
     now = utcformat(datetime.now(UTC))
-    call = (template["func_name"], None, [maintenance_key], {})  # what RQ serializes as `data`
+    call = (template["func_name"], None, [change.source, change.key], {})  # RQ's `data`
     fields = {
         **template["fields"],
         "data": zlib.compress(queue.serializer.dumps(call)),
-        "description": f"reconcile {maintenance_key}",
+        "description": f"reconcile {change}",
         "created_at": now,
         "enqueued_at": now,
         "retry_intervals": json.dumps(retry_intervals()),
@@ -126,8 +143,8 @@ _templates: dict[str, dict] = {}  # by queue name: RQ's fields of a reconcile jo
 
 def _template(queue: Queue) -> dict:
     job = queue.create_job(
-        reconcile_key,
-        args=("",),
+        reconcile_change,
+        args=("", ""),
         retry=Retry(max=len(RETRY_INTERVALS), interval=list(RETRY_INTERVALS)),
         result_ttl=3600,
         failure_ttl=30 * 24 * 3600,
@@ -155,8 +172,8 @@ def retry_intervals() -> list[int]:
     ]
 
 
-def reconcile_key(maintenance_key: str) -> str:
-    """Make BigPanda hold the newest desired plan(s) of one key.
+def reconcile_change(source: str, maintenance_key: str) -> str:
+    """Make BigPanda hold the newest desired plan(s) of one change.
 
     A TransientError escapes and RQ retries the job; a PermanentError is recorded and ends the
     job in RQ's failed registry with BigPanda's message, without retries."""
@@ -164,33 +181,39 @@ def reconcile_key(maintenance_key: str) -> str:
     if _context is None:
         configure(Settings.from_env(), None, job.connection)
     assert _context is not None
+    change = ChangeRef(source, maintenance_key)
     store = Store(job.connection)
-    store.claim(maintenance_key, job.id)
-    with _key_lock(job, maintenance_key) as lock:
+    store.claim(change, job.id)
+    with _key_lock(job, change) as lock:
+        reconciler = KeyReconciler(
+            store,
+            _context.clients,
+            change,
+            _fence(lock),
+            instance=_context.instance,
+            dry_run=_context.dry_run,
+            adopt_unmarked=source in _context.adopting,
+        )
         try:
-            return KeyReconciler(store, _context.clients, maintenance_key, _fence(lock)).converge()
+            return reconciler.converge()
         except TransientError as exc:
             event = "retrying" if job.retries_left else "failed"  # RQ retries no more after this
-            store.record(
-                maintenance_key, event, job=job.id, status=exc.http_status, error=exc.message
-            )
+            store.record(change, event, job=job.id, status=exc.http_status, error=exc.message)
             _honour_retry_after(job, exc.retry_after)
             raise
         except PermanentError as exc:
-            store.record(
-                maintenance_key, "failed", job=job.id, status=exc.http_status, error=exc.message
-            )
+            store.record(change, "failed", job=job.id, status=exc.http_status, error=exc.message)
             job.retries_left = 0  # retrying cannot help: BigPanda refused the request itself
             raise
 
 
 @contextmanager
-def _key_lock(job: Job, key: str) -> Iterator[Lock]:
-    """Serialize reconciles of one key across all workers. The lock's token names this attempt
+def _key_lock(job: Job, change: ChangeRef) -> Iterator[Lock]:
+    """Serialize reconciles of one change across all workers. The lock's token names this attempt
     of this job: an earlier attempt of the same job that RQ declared dead (its worker was
     killed) left its lock behind, and the retry takes it over at once instead of waiting for
     it to expire; should that attempt still be alive, its next fence check fails."""
-    name = f"{PREFIX}lock:{key}"
+    name = f"{PREFIX}lock:{change.id}"
     token = f"{job.id}:{uuid.uuid4().hex}"
     lock = job.connection.lock(name, timeout=LOCK_SECONDS, blocking_timeout=LOCK_SECONDS)
     held = job.connection.get(name)
@@ -198,7 +221,7 @@ def _key_lock(job: Job, key: str) -> Iterator[Lock]:
         job.connection.set(name, token, xx=True, px=LOCK_SECONDS * 1000)
         lock.local.token = token.encode()
     elif not lock.acquire(token=token):
-        raise TransientError(0, f"{key} is being reconciled by another worker; retrying")
+        raise TransientError(0, f"{change} is being reconciled by another worker; retrying")
     try:
         yield lock
     finally:

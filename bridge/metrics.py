@@ -71,7 +71,7 @@ class BridgeCollector(Collector):
         yield events
         yield self._jobs()
         keys = GaugeMetricFamily("bridge_known_keys", "Changes the bridge remembers")
-        keys.add_metric([], self.runtime.store.count_keys())
+        keys.add_metric([], self.runtime.store.count_changes())
         yield keys
 
     def _jobs(self) -> Metric:

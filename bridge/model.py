@@ -40,6 +40,28 @@ NoPlanReason = Literal["not_selected", "window_over", "no_ci"]
 PlanStatus = Literal["planned", "running", "ended"]
 
 
+@dataclass(frozen=True, order=True)
+class ChangeRef:
+    """A change inside the bridge: its source (mapping file) and maintenance_key. Two sources
+    that produce the same key are two changes: their state, versions and plans never mix."""
+
+    source: str
+    key: str
+
+    @property
+    def id(self) -> str:
+        """The change's name in Redis keys and job arguments; source names hold no colon."""
+        return f"{self.source}:{self.key}"
+
+    @classmethod
+    def from_id(cls, text: str) -> ChangeRef:
+        source, _, key = text.partition(":")
+        return cls(source, key)
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.key}"
+
+
 @dataclass(frozen=True)
 class CI:
     """A configuration item a change affects."""
@@ -56,6 +78,9 @@ class Change:
     fields: Mapping[str, Any]
     version: tuple[float, ...]
     cis: tuple[CI, ...] = ()
+    # The version's time part, as (field, epoch seconds), when it has one: checked against the
+    # clock so that one event dated in the future cannot make every later event stale.
+    version_time: tuple[str, float] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fields", MappingProxyType(dict(self.fields)))

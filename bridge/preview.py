@@ -8,7 +8,7 @@ from typing import Any
 from .mapping.extract import read_change
 from .mapping.loader import SourceMapping
 from .mapping.rules import evaluate
-from .model import Decision, NoPlan, plans_of
+from .model import ChangeRef, Decision, NoPlan, plans_of
 from .store import Store
 
 
@@ -17,7 +17,7 @@ def preview(
 ) -> dict[str, Any]:
     """The normalized change, every rule's verdict, the desired plan(s) as they would be sent,
     and the action; with a store, also how the webhook would answer given what it has seen."""
-    change = read_change(mapping, raw)
+    change = read_change(mapping, raw)  # the version is checked against the real clock
     evaluation = evaluate(mapping, change, now)
     decision = evaluation.decision
     result: dict[str, Any] = {
@@ -37,7 +37,8 @@ def preview(
         "action": "remove" if isinstance(decision, NoPlan) else "upsert",
     }
     if store is not None:
-        result["answer"] = store.predict(decision, change.version)
+        ref = ChangeRef(mapping.source, decision.maintenance_key)
+        result["answer"] = store.predict(ref, decision, change.version)
     return result
 
 

@@ -1,4 +1,5 @@
-"""Redis state per maintenance_key: newest version and desired plan, plan id, pending job, history.
+"""Redis state per change (source, maintenance_key): newest version and desired plan, plan ids,
+pending job, history.
 
 The ingest path is one Lua script (one round trip): it orders the event against the newest seen,
 stores it, and either joins the reconcile already pending for the key or queues the new one.
@@ -16,12 +17,13 @@ from redis import Redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from .model import Decision, DesiredPlan, NoPlan, Plan, SplitPlan, change_key_of
+from .model import ChangeRef, Decision, DesiredPlan, NoPlan, Plan, SplitPlan
+from .ownership import change_of
 from .scripts import CLAIM, INGEST, REQUEST
 
 PREFIX = "bridge:"
 LEDGER_MARKER = PREFIX + "ledger-marker"  # absent: the key -> plan id memory may have been lost
-KNOWN_KEYS = PREFIX + "keys"
+KNOWN_KEYS = PREFIX + "changes"  # members "<source>:<maintenance_key>" (ChangeRef.id)
 STATS = PREFIX + "stats"  # counters behind /metrics, shared by every process
 HISTORY_LENGTH = 50
 RQ_JOB_PREFIX = "rq:job:"
@@ -53,16 +55,22 @@ class KeyState:
     desired: Decision | None
     plans: Mapping[str, RememberedPlan]  # by the plan's own maintenance_key (K, or K#n parts)
     create_uncertain: bool
-    version: tuple[float, ...] | None = None  # of the newest event seen
+    version: tuple[float, ...] | None = None  # of the newest event seen; None: no webhook yet
     pending_job: str | None = None
+    adoption_checked: bool = False  # unmarked plans of this key were looked for once already
 
 
 @dataclass(frozen=True)
 class RememberedPlan:
-    """The BigPanda id of a plan and the organization (target) that holds it."""
+    """The BigPanda id of a plan and the organization (target) that holds it. `unmarked`: an
+    adopted plan BigPanda would not let the bridge mark (it was running): ours by its id."""
 
     id: str
     target: str | None = None
+    unmarked: bool = False
+
+    def to_json(self) -> list:
+        return [self.id, self.target, True] if self.unmarked else [self.id, self.target]
 
 
 def decision_to_json(decision: Decision) -> str:
@@ -94,13 +102,18 @@ class Store:
         self._request = redis.register_script(REQUEST)
 
     def ingest(
-        self, decision: Decision, version: Iterable[float], job: JobWrite, event: dict[str, Any]
+        self,
+        change: ChangeRef,
+        decision: Decision,
+        version: Iterable[float],
+        job: JobWrite,
+        event: dict[str, Any],
     ) -> IngestResult:
         """Order, store and coalesce one event; queues `job` unless one is pending already."""
-        key = decision.maintenance_key
         entry = {"at": int(time.time()), "event": "received", "version": list(version), **event}
+        keys = [_change(change), _history(change), KNOWN_KEYS, LEDGER_MARKER, STATS]
         verdict, job_id = self._ingest(
-            keys=[_change(key), _history(key), KNOWN_KEYS, LEDGER_MARKER, STATS, *_job_keys(job)],
+            keys=[*keys, *_job_keys(job)],
             args=[
                 json.dumps(list(version)),
                 decision_to_json(decision),
@@ -108,18 +121,16 @@ class Store:
                 json.dumps(entry),
                 RQ_JOB_PREFIX,
                 HISTORY_LENGTH,
-                f"webhooks:{event.get('source', 'unknown')}:",
+                f"webhooks:{change.source}:",
                 job.id,
                 *job.fields,
             ],
         )
         return IngestResult(verdict.decode(), job_id.decode() or None)  # type: ignore[arg-type]
 
-    def predict(self, decision: Decision, version: Iterable[float]) -> str:
+    def predict(self, change: ChangeRef, decision: Decision, version: Iterable[float]) -> str:
         """How ingest would answer now (read only): accepted, stale, duplicate or ignored."""
-        stored, desired, plans = self.redis.hmget(
-            _change(decision.maintenance_key), ["version", "desired", "plans"]
-        )
+        stored, desired, plans = self.redis.hmget(_change(change), ["version", "desired", "plans"])
         if stored is not None:
             old, new = json.loads(stored), list(version)
             width = max(len(old), len(new))
@@ -132,13 +143,14 @@ class Store:
             return f"ignored: {decision.reason}"
         return "accepted"
 
-    def claim(self, key: str, job_id: str) -> None:
+    def claim(self, change: ChangeRef, job_id: str) -> None:
         """Mark the pending job as started so newer events enqueue a fresh reconcile."""
-        self._claim(keys=[_change(key)], args=[job_id])
+        self._claim(keys=[_change(change)], args=[job_id])
 
-    def state(self, key: str) -> KeyState:
-        desired, plans, uncertain, version, pending = self.redis.hmget(
-            _change(key), ["desired", "plans", "create_uncertain", "version", "pending"]
+    def state(self, change: ChangeRef) -> KeyState:
+        fields = ["desired", "plans", "create_uncertain", "version", "pending", "adoption_checked"]
+        desired, plans, uncertain, version, pending, checked = self.redis.hmget(
+            _change(change), fields
         )
         return KeyState(
             desired=decision_from_json(desired) if desired else None,
@@ -146,91 +158,110 @@ class Store:
             create_uncertain=bool(uncertain),
             version=tuple(json.loads(version)) if version else None,
             pending_job=pending.decode() if pending else None,
+            adoption_checked=bool(checked),
         )
 
-    def is_known(self, key: str) -> bool:
-        return bool(self.redis.sismember(KNOWN_KEYS, key))
+    def is_known(self, change: ChangeRef) -> bool:
+        return bool(self.redis.sismember(KNOWN_KEYS, change.id))
 
-    def remember_plan(
-        self, key: str, plan_key: str, plan_id: str | None, target: str | None = None
-    ) -> None:
-        """Store (or forget, with None) the id of one of the change's plans. The caller holds the
-        key's lock, so this read-modify-write does not race."""
-        plans = _plans_from_json(self.redis.hget(_change(key), "plans"))
-        if plan_id:
-            plans[plan_key] = RememberedPlan(plan_id, target)
+    def remember_plan(self, change: ChangeRef, plan_key: str, plan: RememberedPlan | None) -> None:
+        """Store (or forget, with None) one of the change's plans. The caller holds the change's
+        lock, so this read-modify-write does not race."""
+        plans = _plans_from_json(self.redis.hget(_change(change), "plans"))
+        if plan:
+            plans[plan_key] = plan
         else:
             plans.pop(plan_key, None)
         if plans:
-            encoded = {k: [p.id, p.target] for k, p in plans.items()}
-            self.redis.hset(_change(key), "plans", json.dumps(encoded, sort_keys=True))
+            encoded = {k: p.to_json() for k, p in plans.items()}
+            self.redis.hset(_change(change), "plans", json.dumps(encoded, sort_keys=True))
         else:
-            self.redis.hdel(_change(key), "plans")
+            self.redis.hdel(_change(change), "plans")
 
-    def set_create_uncertain(self, key: str, uncertain: bool) -> None:
+    def set_create_uncertain(self, change: ChangeRef, uncertain: bool) -> None:
         """Set before a create, cleared once its answer is recorded: a crash leaves it set."""
         if uncertain:
-            self.redis.hset(_change(key), "create_uncertain", "1")
+            self.redis.hset(_change(change), "create_uncertain", "1")
         else:
-            self.redis.hdel(_change(key), "create_uncertain")
+            self.redis.hdel(_change(change), "create_uncertain")
 
-    def request_reconcile(self, key: str, job: JobWrite) -> IngestResult:
-        """Ask for a reconcile of `key` without an event: queue `job` ("enqueue"), or join the
+    def set_adoption_checked(self, change: ChangeRef) -> None:
+        """The change's unmarked plans were looked for: the listing is not repeated."""
+        self.redis.hset(_change(change), "adoption_checked", "1")
+
+    def request_reconcile(self, change: ChangeRef, job: JobWrite) -> IngestResult:
+        """Ask for a reconcile of a change without an event: queue `job` ("enqueue"), or join the
         one pending ("joined")."""
         verdict, job_id = self._request(
-            keys=[_change(key), *_job_keys(job)], args=[RQ_JOB_PREFIX, job.id, *job.fields]
+            keys=[_change(change), *_job_keys(job)], args=[RQ_JOB_PREFIX, job.id, *job.fields]
         )
         return IngestResult(verdict.decode(), job_id.decode())  # type: ignore[arg-type]
 
-    def record(self, key: str, event: str, **details: Any) -> None:
-        """Add to the key's history (newest first, capped) and count the event for /metrics."""
+    def record(self, change: ChangeRef, event: str, **details: Any) -> None:
+        """Add to the change's history (newest first, capped) and count the event for /metrics."""
         entry = json.dumps({"at": int(time.time()), "event": event, **details})
         with self.redis.pipeline() as pipe:
-            pipe.lpush(_history(key), entry).ltrim(_history(key), 0, HISTORY_LENGTH - 1)
+            pipe.lpush(_history(change), entry).ltrim(_history(change), 0, HISTORY_LENGTH - 1)
             pipe.hincrby(STATS, f"events:{event}", 1)
             pipe.execute()
 
-    def known_keys(self) -> Iterator[str]:
-        """Every maintenance_key the bridge has seen (and not yet expired)."""
-        for key in self.redis.sscan_iter(KNOWN_KEYS, count=500):
-            yield key.decode()
+    def known_changes(self) -> Iterator[ChangeRef]:
+        """Every change the bridge has seen (and not yet expired)."""
+        for member in self.redis.sscan_iter(KNOWN_KEYS, count=500):
+            yield ChangeRef.from_id(member.decode())
 
-    def count_keys(self) -> int:
+    def count_changes(self) -> int:
         return int(self.redis.scard(KNOWN_KEYS))
 
-    def last_activity(self, key: str) -> int | None:
-        """When the newest history entry of the key was written (epoch seconds)."""
-        newest = self.redis.lindex(_history(key), 0)
+    def last_activity(self, change: ChangeRef) -> int | None:
+        """When the newest history entry of the change was written (epoch seconds)."""
+        newest = self.redis.lindex(_history(change), 0)
         return json.loads(newest)["at"] if newest else None
 
-    def forget(self, key: str) -> None:
-        """Drop everything the bridge remembers of a key (housekeeping)."""
+    def forget(self, change: ChangeRef) -> None:
+        """Drop everything the bridge remembers of a change; BigPanda is not touched."""
         with self.redis.pipeline() as pipe:
-            pipe.delete(_change(key), _history(key)).srem(KNOWN_KEYS, key)
+            pipe.delete(_change(change), _history(change)).srem(KNOWN_KEYS, change.id)
             pipe.execute()
+
+    def summary(self, change: ChangeRef) -> dict[str, Any]:
+        """What the bridge remembers of a change, in brief (what `forget` would drop)."""
+        state = self.state(change)
+        return {
+            "source": change.source,
+            "maintenance_key": change.key,
+            "version": list(state.version) if state.version is not None else None,
+            "plans": {key: plan.id for key, plan in state.plans.items()},
+            "pending_job": state.pending_job,
+            "history_entries": int(self.redis.llen(_history(change))),
+        }
 
     def stats(self) -> dict[str, int]:
         return {k.decode(): int(v) for k, v in self.redis.hgetall(STATS).items()}
 
-    def history(self, key: str) -> list[dict[str, Any]]:
+    def history(self, change: ChangeRef) -> list[dict[str, Any]]:
         """Newest first."""
-        return [json.loads(item) for item in self.redis.lrange(_history(key), 0, -1)]
+        return [json.loads(item) for item in self.redis.lrange(_history(change), 0, -1)]
 
     def ledger_intact(self) -> bool:
         return bool(self.redis.exists(LEDGER_MARKER))
 
-    def rebuild_ledger(self, plans_by_target: Mapping[str | None, Iterable[Plan]]) -> int:
-        """Remember the live plan of every key found in BigPanda, then set the marker."""
-        ledger: dict[str, dict[str, list[str | None]]] = {}
+    def rebuild_ledger(
+        self, plans_by_target: Mapping[str | None, Iterable[Plan]], instance: str
+    ) -> int:
+        """Remember every live plan that carries this instance's mark, then set the marker.
+        Plans without it (made by hand, by another integration or instance) are left out."""
+        ledger: dict[ChangeRef, dict[str, list]] = {}
         for target, plans in plans_by_target.items():
             for plan in plans:
-                if plan.maintenance_key and plan.status != "ended":
-                    change = change_key_of(plan.maintenance_key)
-                    ledger.setdefault(change, {})[plan.maintenance_key] = [plan.id, target]
+                change = change_of(plan, instance)
+                if change is not None and plan.status != "ended":
+                    remembered = RememberedPlan(plan.id, target).to_json()
+                    ledger.setdefault(change, {})[plan.maintenance_key] = remembered  # type: ignore[index]
         with self.redis.pipeline() as pipe:
             for change, plans in ledger.items():
                 pipe.hset(_change(change), "plans", json.dumps(plans, sort_keys=True))
-                pipe.sadd(KNOWN_KEYS, change)
+                pipe.sadd(KNOWN_KEYS, change.id)
             pipe.set(LEDGER_MARKER, int(time.time()))
             pipe.execute()
         return sum(len(plans) for plans in ledger.values())
@@ -254,12 +285,12 @@ def _plans_from_json(raw: bytes | None) -> dict[str, RememberedPlan]:
     return {key: RememberedPlan(*value) for key, value in json.loads(raw).items()}
 
 
-def _change(key: str) -> str:
-    return f"{PREFIX}change:{key}"
+def _change(change: ChangeRef) -> str:
+    return f"{PREFIX}change:{change.id}"
 
 
-def _history(key: str) -> str:
-    return f"{PREFIX}history:{key}"
+def _history(change: ChangeRef) -> str:
+    return f"{PREFIX}history:{change.id}"
 
 
 def _job_keys(job: JobWrite) -> list[str]:

@@ -1,8 +1,10 @@
-"""Drift repair and housekeeping: every remembered key is reconciled again against BigPanda.
+"""Drift repair and housekeeping: every remembered change is reconciled again against BigPanda.
 
 A plan deleted or edited by hand, or a change whose webhook a sender gave up on, is repaired by
 the reconcile the sweep asks for (the worker reads each remembered plan and corrects it). Keys
 with nothing left to manage expire once BigPanda has forgotten their plans (60 days after end).
+The changes visited are those a webhook named or whose plan carries this instance's mark (the
+ledger rebuild takes no other): a plan the bridge did not make is never swept.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from rq import Queue
 
 from .jobs import reconcile_job
-from .model import plans_of
+from .model import ChangeRef, plans_of
 from .store import KeyState, Store
 
 RETENTION_SECONDS = 60 * 24 * 3600  # BigPanda returns a plan for 60 days after its end
@@ -39,26 +41,28 @@ class SweepCounts:
 def sweep(
     store: Store, queue: Queue, now: float, progress: Callable[[str], None] | None = None
 ) -> SweepCounts:
-    """Queue a reconcile for every key that has or wants a plan; expire the forgotten ones."""
+    """Queue a reconcile for every change that has or wants a plan; expire the forgotten ones."""
     counts = SweepCounts()
-    for key in store.known_keys():
+    for change in store.known_changes():
         counts.keys += 1
-        _sweep_key(store, queue, key, now, counts)
+        _sweep_change(store, queue, change, now, counts)
         if progress:
-            progress(key)
+            progress(change.id)
     return counts
 
 
-def _sweep_key(store: Store, queue: Queue, key: str, now: float, counts: SweepCounts) -> None:
-    state = store.state(key)
+def _sweep_change(
+    store: Store, queue: Queue, change: ChangeRef, now: float, counts: SweepCounts
+) -> None:
+    state = store.state(change)
     if _nothing_to_manage(state, now):
-        if (store.last_activity(key) or 0) < now - RETENTION_SECONDS:
-            store.forget(key)
+        if (store.last_activity(change) or 0) < now - RETENTION_SECONDS:
+            store.forget(change)
             counts.expired += 1
         else:
             counts.idle += 1
         return
-    if store.request_reconcile(key, reconcile_job(queue, key)).verdict == "enqueue":
+    if store.request_reconcile(change, reconcile_job(queue, change)).verdict == "enqueue":
         counts.enqueued += 1
     else:
         counts.already_pending += 1

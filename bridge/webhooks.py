@@ -17,7 +17,7 @@ from .errors import AuthError, BadPayload, QueueUnavailable, UnknownSource, Unsu
 from .mapping.extract import read_change
 from .mapping.loader import SourceMapping
 from .mapping.rules import decide
-from .model import Change, Decision, NoPlan, SplitPlan
+from .model import Change, ChangeRef, Decision, NoPlan, SplitPlan
 from .preview import preview
 from .runtime import Runtime
 
@@ -30,11 +30,12 @@ def receive(source: str) -> tuple[dict[str, Any], int]:
     """Answer in milliseconds: 202 accepted, or 200 ignored with the reason."""
     runtime: Runtime = current_app.extensions["bridge"]
     mapping = _mapping(runtime, source)
-    change = read_change(mapping, _payload(mapping))
-    decision = decide(mapping, change, time.time())
+    now = time.time()
+    change = read_change(mapping, _payload(mapping), now)
+    decision = decide(mapping, change, now)
     g.maintenance_key = decision.maintenance_key
     try:
-        answer = _ingest(runtime, change, decision)
+        answer = _ingest(runtime, mapping.source, change, decision)
     except RedisError:
         log.warning("source=%s key=%s redis unavailable", source, decision.maintenance_key)
         raise QueueUnavailable("Redis cannot take the job right now; retry later") from None
@@ -76,11 +77,14 @@ def _payload(mapping: SourceMapping) -> dict[str, Any]:
     return raw
 
 
-def _ingest(runtime: Runtime, change: Change, decision: Decision) -> tuple[dict[str, Any], int]:
+def _ingest(
+    runtime: Runtime, source: str, change: Change, decision: Decision
+) -> tuple[dict[str, Any], int]:
     key = decision.maintenance_key
-    job = jobs.reconcile_job(runtime.queue, key)
-    event = {"source": change.source, "decision": describe(decision)}
-    result = runtime.store.ingest(decision, change.version, job, event)
+    ref = ChangeRef(source, key)
+    job = jobs.reconcile_job(runtime.queue, ref)
+    event = {"source": source, "decision": describe(decision)}
+    result = runtime.store.ingest(ref, decision, change.version, job, event)
     if result.verdict in ("stale", "duplicate"):
         return {"status": "ignored", "reason": result.verdict, "maintenance_key": key}, 200
     if result.verdict == "ignored":

@@ -240,11 +240,19 @@ class FaultyBigPanda:
         return app
 
     def _watch(self) -> None:
-        """Record every key that has two live plans right now."""
+        """Record every key that has two live plans of one owner right now (a plan the bridge
+        did not make may share a key with the bridge's own)."""
         for key, plans in self.live_by_key().items():
-            if len(plans) > 1:
-                with self._lock:
-                    self.doubles.append((key, [plan["id"] for plan in plans]))
+            for owner in {_owner(plan) for plan in plans}:
+                mine = [plan["id"] for plan in plans if _owner(plan) == owner]
+                if len(mine) > 1:
+                    with self._lock:
+                        self.doubles.append((key, mine))
+
+
+def _owner(plan: dict[str, Any]) -> str | None:
+    tags = plan.get("custom_tags") or []
+    return next((tag["value"] for tag in tags if tag.get("name") == "bridge_owner"), None)
 
 
 class _QuietHandler(WSGIRequestHandler):

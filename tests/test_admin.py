@@ -20,7 +20,7 @@ from scripted_bigpanda import ScriptedBigPanda
 from bridge import jobs
 from bridge.app import create_app
 from bridge.cli import main
-from bridge.model import NoPlan
+from bridge.model import ChangeRef, NoPlan
 from bridge.store import LEDGER_MARKER, Store
 
 ADMIN_TOKEN = "admin-test-token"
@@ -126,10 +126,13 @@ def test_the_change_view_after_a_created_plan(web, work, bigpanda):
     assert view["history"][events.index("created")]["plan_id"] == "p-1"
 
 
-def ingest_no_plan(redis_conn, key: str, version: tuple[int, ...], reason: str) -> None:
+def ingest_no_plan(
+    redis_conn, key: str, version: tuple[int, ...], reason: str, source: str = "servicenow"
+) -> None:
     queue = Queue(jobs.QUEUE_NAME, connection=redis_conn, serializer=JSONSerializer)
-    job = jobs.reconcile_job(queue, key)
-    Store(redis_conn).ingest(NoPlan(key, reason), version, job, {"source": "t"})
+    change = ChangeRef(source, key)
+    job = jobs.reconcile_job(queue, change)
+    Store(redis_conn).ingest(change, NoPlan(key, reason), version, job, {})
 
 
 def test_a_change_key_with_slash_hash_and_space_is_found_and_its_no_plan_shown(web, redis_conn):
@@ -197,12 +200,12 @@ def test_requeue_runs_the_job_again_and_the_plan_is_remembered(
 
     answer = web.post(f"/api/jobs/{job_id}/requeue", headers=ADMIN)
     assert answer.status_code == 202
-    assert answer.json == {"requeued": job_id, "maintenance_key": KEY}
+    assert answer.json == {"requeued": job_id, "source": "servicenow", "maintenance_key": KEY}
     assert failed_ids(queue) == []
     bigpanda.reply(201, created("p-9"))
     work()
 
-    assert Store(redis_conn).state(KEY).plans[KEY].id == "p-9"
+    assert Store(redis_conn).state(ChangeRef("servicenow", KEY)).plans[KEY].id == "p-9"
     assert queue.fetch_job(job_id).get_status() == JobStatus.FINISHED
     assert web.get("/api/jobs/failed", headers=ADMIN).json == {"count": 0, "jobs": []}
 
@@ -252,8 +255,8 @@ def test_cli_lists_failed_jobs_as_a_table_with_a_count(web, work, bigpanda, cli)
     assert result.exit_code == 0, result.output
     header, row, count = result.stdout.splitlines()
     assert header.split()[:2] == ["JOB", "ID"]
-    assert row.split()[:3] == [job_id, KEY, "1"]
-    assert ISO_UTC.match(row.split()[3])
+    assert row.split()[:4] == [job_id, "servicenow", KEY, "1"]
+    assert ISO_UTC.match(row.split()[4])
     assert row.split("  ")[-1].startswith("BigPanda 400")
     assert row.endswith("condition: invalid tag")
     assert count == "1 failed job"
@@ -274,7 +277,10 @@ def test_cli_requeues_one_job_by_id(web, work, bigpanda, queue, cli):
     result = cli("requeue", job_id)
 
     assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines() == [f"requeued {job_id} ({KEY})", "1 job requeued"]
+    assert result.stdout.splitlines() == [
+        f"requeued {job_id} (servicenow {KEY})",
+        "1 job requeued",
+    ]
     assert failed_ids(queue) == []
     assert job_id in queue.get_job_ids()
 
@@ -290,7 +296,10 @@ def test_cli_requeues_all_failed_jobs(web, work, bigpanda, queue, cli):
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert sorted(lines[:2]) == sorted(
-        [f"requeued {first} (CHG0000001)", f"requeued {second} (CHG0000002)"]
+        [
+            f"requeued {first} (servicenow CHG0000001)",
+            f"requeued {second} (servicenow CHG0000002)",
+        ]
     )
     assert lines[2] == "2 jobs requeued"
     assert failed_ids(queue) == []
@@ -334,3 +343,72 @@ def test_a_key_with_an_encoded_slash_is_the_same_change(web, redis_conn):
 
     assert answer.status_code == 200
     assert answer.json["maintenance_key"] == "a/b"
+
+
+# --- one key, two sources; forgetting a change --------------------------------------------------
+
+
+def test_a_key_known_from_two_sources_needs_the_source_named(web, redis_conn):
+    ingest_no_plan(redis_conn, "CHG-1", (1,), "no_ci", source="servicenow")
+    ingest_no_plan(redis_conn, "CHG-1", (2,), "not_selected", source="jira")
+
+    both = web.get("/api/changes/CHG-1", headers=ADMIN)
+    jira = web.get("/api/changes/CHG-1?source=jira", headers=ADMIN)
+
+    assert both.status_code == 400
+    assert "jira, servicenow" in both.json["detail"]
+    assert (jira.status_code, jira.json["source"], jira.json["version"]) == (200, "jira", [2])
+    assert jira.json["desired"] == {"no_plan": "not_selected"}
+
+
+def test_forget_drops_one_sources_memory_of_a_key_and_says_what_it_dropped(web, redis_conn):
+    ingest_no_plan(redis_conn, "CHG-1", (1,), "no_ci", source="servicenow")
+    ingest_no_plan(redis_conn, "CHG-1", (2,), "not_selected", source="jira")
+
+    answer = web.delete("/api/changes/CHG-1?source=jira", headers=ADMIN)
+
+    assert answer.status_code == 200
+    dropped = answer.json["forgotten"]
+    assert (dropped["source"], dropped["maintenance_key"], dropped["version"]) == (
+        "jira",
+        "CHG-1",
+        [2],
+    )
+    assert dropped["history_entries"] == 1
+    assert web.get("/api/changes/CHG-1?source=jira", headers=ADMIN).status_code == 404
+    assert web.get("/api/changes/CHG-1", headers=ADMIN).json["source"] == "servicenow"
+
+
+def test_forget_without_a_source_is_400_and_drops_nothing(web, redis_conn):
+    ingest_no_plan(redis_conn, "CHG-1", (1,), "no_ci")
+
+    answer = web.delete("/api/changes/CHG-1", headers=ADMIN)
+
+    assert answer.status_code == 400
+    assert "source" in answer.json["detail"]
+    assert web.get("/api/changes/CHG-1", headers=ADMIN).status_code == 200
+
+
+def test_cli_forget_says_what_it_drops_and_asks_first(redis_url, redis_conn):
+    ingest_no_plan(redis_conn, "CHG-1", (7,), "no_ci")
+    env = {"REDIS_URL": redis_url}
+    change = ChangeRef("servicenow", "CHG-1")
+
+    refused = CliRunner().invoke(main, ["forget", "servicenow", "CHG-1"], input="n\n", env=env)
+    assert refused.exit_code == 1
+    assert "version seen: [7]" in refused.stdout
+    assert Store(redis_conn).is_known(change)
+
+    done = CliRunner().invoke(main, ["forget", "servicenow", "CHG-1", "--yes"], env=env)
+    assert done.exit_code == 0, done.output
+    assert done.stdout.splitlines()[-1] == "forgot servicenow CHG-1"
+    assert not Store(redis_conn).is_known(change)
+    assert redis_conn.keys("bridge:*change*CHG-1*") == []
+
+
+def test_cli_forget_of_an_unknown_change_exits_2(redis_url):
+    env = {"REDIS_URL": redis_url}
+    result = CliRunner().invoke(main, ["forget", "jira", "NOPE-1", "--yes"], env=env)
+
+    assert result.exit_code == 2
+    assert "NOPE-1" in result.stderr

@@ -56,6 +56,7 @@ from rq.serializers import JSONSerializer
 
 from bridge import jobs
 from bridge.app import create_app
+from bridge.model import ChangeRef
 from bridge.store import Store, connect
 
 REPO = Path(__file__).parent.parent
@@ -189,10 +190,10 @@ def invariant_problems(
             got["custom_tags"] = sorted(got["custom_tags"] or [], key=lambda tag: tag["name"])
             if got != want:
                 problems.append(f"{key}: v{version.count} wants {want}; BigPanda holds {got}")
-            remembered = store.state(key).plans.get(key)
+            remembered = store.state(ChangeRef("servicenow", key)).plans.get(key)
             if remembered is None or remembered.id != plans[0]["id"]:
                 problems.append(f"{key}: the bridge remembers {remembered}, not {ids[0]}")
-        seen = store.state(key).version
+        seen = store.state(ChangeRef("servicenow", key)).version
         if not seen or seen[0] != version.count:
             problems.append(f"{key}: the newest version seen is {seen}, not {version.count}")
     for key in sorted(set(live) - set(wanted) - set(foreign)):

@@ -28,11 +28,13 @@ from rq.serializers import JSONSerializer
 
 from bridge import jobs, worker
 from bridge.app import create_app
+from bridge.model import ChangeRef
 from bridge.store import Store
 
 REPO = Path(__file__).parent.parent
 SCHEDULER_LOCK = f"rq:scheduler-lock:{jobs.QUEUE_NAME}"
 KEY = "CHG0030412"
+CHANGE = ChangeRef("servicenow", KEY)
 SLOW_CREATE_SECONDS = 3.0
 
 
@@ -114,12 +116,12 @@ def test_a_worker_killed_mid_create_is_replaced_without_a_duplicate_plan(
     first.wait()
     start_worker()
     store = Store(redis_conn)
-    took = wait_for(lambda: KEY in store.state(KEY).plans, 60, step=0.5)
+    took = wait_for(lambda: KEY in store.state(CHANGE).plans, 60, step=0.5)
 
     [plan] = bigpanda.plans()
-    assert store.state(KEY).plans[KEY].id == plan["id"]
+    assert store.state(CHANGE).plans[KEY].id == plan["id"]
     assert bigpanda.count("POST", r"plans$") == 1  # adopted from the listing, not re-created
-    assert "adopted" in [entry["event"] for entry in store.history(KEY)]
+    assert "recovered" in [entry["event"] for entry in store.history(CHANGE)]
     assert took < 60
 
 
@@ -134,8 +136,8 @@ def test_sigterm_lets_the_worker_finish_its_job_then_exit(web, bigpanda, start_w
     assert worker.returncode == 0
     store = Store(redis_conn)
     [plan] = bigpanda.plans()
-    assert store.state(KEY).plans[KEY].id == plan["id"]  # the answer was awaited and stored
-    assert not store.state(KEY).create_uncertain
+    assert store.state(CHANGE).plans[KEY].id == plan["id"]  # the answer was awaited and stored
+    assert not store.state(CHANGE).create_uncertain
 
 
 def test_a_worker_killed_with_the_scheduler_lock_does_not_hold_back_retries(
@@ -151,7 +153,7 @@ def test_a_worker_killed_with_the_scheduler_lock_does_not_hold_back_retries(
 
     queue = Queue(jobs.QUEUE_NAME, connection=redis_conn, serializer=JSONSerializer)
     # A retry falling due a second later: a reconcile of a key with nothing to do.
-    job = queue.enqueue_in(timedelta(seconds=1), jobs.reconcile_key, "CHG-NOTHING")
+    job = queue.enqueue_in(timedelta(seconds=1), jobs.reconcile_change, "servicenow", "CHG-NOTHING")
     took = wait_for(lambda: job.get_status() == JobStatus.FINISHED, 50, step=0.5)
 
     # RQ alone would wait for the dead holder's lock to expire: a minute after its last refresh.

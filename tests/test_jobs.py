@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 from bridge_harness import bridge_settings, run_worker
@@ -13,10 +14,13 @@ from rq.serializers import JSONSerializer
 from scripted_bigpanda import ScriptedBigPanda
 
 from bridge import jobs
-from bridge.model import DesiredPlan, NoPlan
-from bridge.store import LEDGER_MARKER, Store
+from bridge.model import ChangeRef, DesiredPlan, NoPlan
+from bridge.ownership import Owner
+from bridge.store import LEDGER_MARKER, RememberedPlan, Store
 
 KEY = "CHG0030412"
+CHANGE = ChangeRef("servicenow", KEY)
+OWNER = Owner("default", "servicenow")
 
 
 @pytest.fixture
@@ -57,12 +61,14 @@ def desired(**changes) -> DesiredPlan:
 
 
 def submit(store: Store, queue: Queue, plan: DesiredPlan, version: int = 1) -> str:
-    job = jobs.reconcile_job(queue, plan.maintenance_key)
-    return store.ingest(plan, (version,), job, {"source": "test"}).job_id
+    job = jobs.reconcile_job(queue, CHANGE)
+    return store.ingest(CHANGE, plan, (version,), job, {}).job_id
 
 
-def stored(plan: DesiredPlan, plan_id: str, status: str = "planned") -> dict:
-    return {**plan.body(), "id": plan_id, "status": status}
+def stored(plan: DesiredPlan, plan_id: str, status: str = "planned", mark=OWNER) -> dict:
+    """The plan as BigPanda holds it: with the bridge's mark, unless `mark` is None."""
+    body = (mark.marked(plan) if mark else plan).body()
+    return {**body, "id": plan_id, "status": status}
 
 
 def test_a_5xx_is_retried_later_by_rq_and_recorded(store, queue, work, bigpanda, redis_conn):
@@ -72,8 +78,8 @@ def test_a_5xx_is_retried_later_by_rq_and_recorded(store, queue, work, bigpanda,
     work()
 
     assert job_id in ScheduledJobRegistry(queue=queue).get_job_ids()
-    assert store.history(KEY)[0]["event"] == "retrying"
-    assert store.history(KEY)[0]["status"] == 503
+    assert store.history(CHANGE)[0]["event"] == "retrying"
+    assert store.history(CHANGE)[0]["status"] == 503
     assert bigpanda.paths() == ["POST /resources/v2.0/maintenance-plans"]
 
 
@@ -87,8 +93,8 @@ def test_a_4xx_fails_the_job_for_good_with_bigpandas_message(store, queue, work,
     assert job_id not in ScheduledJobRegistry(queue=queue).get_job_ids()
     failed = queue.fetch_job(job_id)
     assert "condition: invalid tag" in failed.latest_result().exc_string
-    assert store.history(KEY)[0]["error"].endswith("condition: invalid tag")
-    assert not store.state(KEY).create_uncertain  # refused, so certainly not created
+    assert store.history(CHANGE)[0]["error"].endswith("condition: invalid tag")
+    assert not store.state(CHANGE).create_uncertain  # refused, so certainly not created
 
 
 def test_after_a_create_of_unknown_outcome_the_plan_is_adopted_not_created_twice(
@@ -98,7 +104,7 @@ def test_after_a_create_of_unknown_outcome_the_plan_is_adopted_not_created_twice
     bigpanda.reply(502, {"status": 502, "errors": ["bad gateway"]})  # BigPanda may have created it
     submit(store, queue, plan)
     work()
-    assert store.state(KEY).create_uncertain
+    assert store.state(CHANGE).create_uncertain
 
     bigpanda.reply(200, [stored(plan, "p-1")])  # the listing shows the plan after all
     job = queue.fetch_job(ScheduledJobRegistry(queue=queue).get_job_ids()[0])
@@ -106,14 +112,14 @@ def test_after_a_create_of_unknown_outcome_the_plan_is_adopted_not_created_twice
     work()
 
     assert bigpanda.paths()[1:] == ["GET /resources/v2.0/maintenance-plans"]
-    assert store.state(KEY).plans[KEY].id == "p-1"
-    assert not store.state(KEY).create_uncertain
-    assert [e["event"] for e in store.history(KEY)][:2] == ["in_sync", "adopted"]
+    assert store.state(CHANGE).plans[KEY].id == "p-1"
+    assert not store.state(CHANGE).create_uncertain
+    assert [e["event"] for e in store.history(CHANGE)][:2] == ["in_sync", "recovered"]
 
 
 def test_a_remembered_plan_deleted_by_hand_is_created_again(store, queue, work, bigpanda):
     plan = desired()
-    store.remember_plan(KEY, KEY, "gone-1")
+    store.remember_plan(CHANGE, KEY, RememberedPlan("gone-1"))
     bigpanda.reply(404, {"status": 404, "errors": ["not found"]})
     bigpanda.reply(201, stored(plan, "new-1"))
 
@@ -124,12 +130,12 @@ def test_a_remembered_plan_deleted_by_hand_is_created_again(store, queue, work, 
         "GET /resources/v2.0/maintenance-plans/gone-1",
         "POST /resources/v2.0/maintenance-plans",
     ]
-    assert store.state(KEY).plans[KEY].id == "new-1"
+    assert store.state(CHANGE).plans[KEY].id == "new-1"
 
 
 def test_a_remembered_plan_with_equal_fields_makes_no_write(store, queue, work, bigpanda):
     plan = desired()
-    store.remember_plan(KEY, KEY, "p-1")
+    store.remember_plan(CHANGE, KEY, RememberedPlan("p-1"))
     bigpanda.reply(200, stored(plan, "p-1"))
 
     submit(store, queue, plan)
@@ -140,7 +146,7 @@ def test_a_remembered_plan_with_equal_fields_makes_no_write(store, queue, work, 
 
 def test_stop_refused_because_the_plan_already_ended_counts_as_done(store, queue, work, bigpanda):
     plan = desired(start=int(time.time()) - 60)
-    store.remember_plan(KEY, KEY, "p-1")
+    store.remember_plan(CHANGE, KEY, RememberedPlan("p-1"))
     submit(store, queue, plan, version=1)
     bigpanda.reply(200, stored(plan, "p-1", status="running"))
     work()  # in sync: nothing to do
@@ -155,22 +161,23 @@ def test_stop_refused_because_the_plan_already_ended_counts_as_done(store, queue
         "POST /resources/v2.0/maintenance-plans/p-1/stop",
         "GET /resources/v2.0/maintenance-plans/p-1",
     ]
-    assert KEY not in store.state(KEY).plans
-    assert store.history(KEY)[0]["event"] == "stopped"
+    assert KEY not in store.state(CHANGE).plans
+    assert store.history(CHANGE)[0]["event"] == "stopped"
 
 
 # --- the job the ingest script writes in place of RQ's enqueue ------------------------------------
 
 
 def test_the_queued_job_is_the_one_rqs_own_enqueue_would_write(store, queue, redis_conn):
-    ours = store.ingest(desired(), (1,), jobs.reconcile_job(queue, KEY), {"source": "test"})
+    ours = store.ingest(CHANGE, desired(), (1,), jobs.reconcile_job(queue, CHANGE), {})
     enqueued = queue.enqueue(
-        jobs.reconcile_key,
+        jobs.reconcile_change,
+        "servicenow",
         KEY,
         retry=Retry(max=len(jobs.RETRY_INTERVALS), interval=list(jobs.RETRY_INTERVALS)),
         result_ttl=3600,
         failure_ttl=30 * 24 * 3600,
-        description=f"reconcile {KEY}",
+        description=f"reconcile {CHANGE}",
     )
 
     written = {name.decode() for name in redis_conn.hkeys(f"rq:job:{ours.job_id}")}
@@ -194,20 +201,24 @@ def test_the_queued_job_is_the_one_rqs_own_enqueue_would_write(store, queue, red
 def test_a_pending_mark_whose_job_was_deleted_does_not_hold_back_the_next_event(
     store, queue, redis_conn
 ):
-    first = store.ingest(desired(), (1,), jobs.reconcile_job(queue, KEY), {"source": "test"})
+    first = store.ingest(CHANGE, desired(), (1,), jobs.reconcile_job(queue, CHANGE), {})
     Job.fetch(first.job_id, connection=redis_conn, serializer=JSONSerializer).delete()
 
-    second = store.ingest(desired(), (2,), jobs.reconcile_job(queue, KEY), {"source": "test"})
+    second = store.ingest(CHANGE, desired(), (2,), jobs.reconcile_job(queue, CHANGE), {})
 
     assert second.verdict == "enqueue"
     assert queue.job_ids == [second.job_id]
 
 
 def test_events_that_join_a_pending_job_write_no_job_of_their_own(store, queue, redis_conn):
-    first = store.ingest(desired(), (1,), jobs.reconcile_job(queue, KEY), {"source": "test"})
+    first = store.ingest(CHANGE, desired(), (1,), jobs.reconcile_job(queue, CHANGE), {})
     later = [
         store.ingest(
-            desired(end=int(time.time()) + 5000 + n), (n,), jobs.reconcile_job(queue, KEY), {}
+            CHANGE,
+            desired(end=int(time.time()) + 5000 + n),
+            (n,),
+            jobs.reconcile_job(queue, CHANGE),
+            {},
         )
         for n in range(2, 6)
     ]
@@ -216,3 +227,91 @@ def test_events_that_join_a_pending_job_write_no_job_of_their_own(store, queue, 
     assert {result.job_id for result in later} == {first.job_id}
     assert queue.job_ids == [first.job_id]
     assert redis_conn.keys("rq:job:*") == [f"rq:job:{first.job_id}".encode()]
+
+
+# --- ownership: writes only to plans with this instance's and source's mark ---------------------
+
+
+def test_a_created_plan_carries_the_bridges_mark_set_by_the_bridge(store, queue, work, bigpanda):
+    bigpanda.reply(201, stored(desired(), "p-1"))
+
+    submit(store, queue, desired())
+    work()
+
+    [create] = bigpanda.received
+    assert (create.method, create.path) == ("POST", "/resources/v2.0/maintenance-plans")
+    mark = {"name": "bridge_owner", "value": "maintenance-bridge/default/servicenow"}
+    assert mark in create.json["custom_tags"]
+
+
+@pytest.mark.parametrize(
+    "mark",
+    [None, Owner("staging", "servicenow"), Owner("default", "jira")],
+    ids=["unmarked", "another-instance", "another-source"],
+)
+def test_a_remembered_plan_without_our_mark_is_never_written(store, queue, work, bigpanda, mark):
+    """Edited by hand (mark removed), or marked by someone else: left alone and forgotten; the
+    change gets a plan of its own."""
+    plan = desired()
+    store.remember_plan(CHANGE, KEY, RememberedPlan("theirs-1"))
+    bigpanda.reply(200, stored(desired(name="someone's plan"), "theirs-1", mark=mark))
+    bigpanda.reply(201, stored(plan, "ours-1"))
+
+    submit(store, queue, plan)
+    work()
+
+    assert bigpanda.paths() == [
+        "GET /resources/v2.0/maintenance-plans/theirs-1",
+        "POST /resources/v2.0/maintenance-plans",
+    ]
+    assert store.state(CHANGE).plans[KEY].id == "ours-1"
+    assert "not_ours" in [entry["event"] for entry in store.history(CHANGE)]
+
+
+def test_a_cancel_never_deletes_a_remembered_plan_that_lost_our_mark(store, queue, work, bigpanda):
+    store.remember_plan(CHANGE, KEY, RememberedPlan("theirs-1"))
+    bigpanda.reply(200, stored(desired(), "theirs-1", mark=None))
+
+    submit(store, queue, NoPlan(KEY, "not_selected"))
+    work()
+
+    assert bigpanda.paths() == ["GET /resources/v2.0/maintenance-plans/theirs-1"]
+    assert store.state(CHANGE).plans == {}
+
+
+def test_after_an_uncertain_create_an_unmarked_plan_of_the_key_is_not_taken(
+    store, queue, work, bigpanda
+):
+    plan = desired()
+    bigpanda.reply(502, {"status": 502, "errors": ["bad gateway"]})
+    submit(store, queue, plan)
+    work()
+    # The listing shows a plan under the key, but without our mark: BigPanda's own app made it.
+    bigpanda.reply(200, [stored(plan, "theirs-1", mark=None)])
+    bigpanda.reply(201, stored(plan, "ours-1"))
+    job = queue.fetch_job(ScheduledJobRegistry(queue=queue).get_job_ids()[0])
+    queue.enqueue_job(job)
+    work()
+
+    assert bigpanda.paths()[1:] == [
+        "GET /resources/v2.0/maintenance-plans",
+        "POST /resources/v2.0/maintenance-plans",
+    ]
+    assert store.state(CHANGE).plans[KEY].id == "ours-1"
+
+
+def test_dry_run_reads_and_records_what_it_would_write(
+    store, queue, redis_conn, redis_url, bigpanda
+):
+    plan = desired()
+    store.remember_plan(CHANGE, KEY, RememberedPlan("p-1"))
+    bigpanda.reply(200, stored(desired(end=plan.end + 600), "p-1"))
+    settings = replace(bridge_settings(redis_url, bigpanda.url), dry_run=True)
+
+    submit(store, queue, plan)
+    run_worker(redis_conn, settings)
+
+    assert bigpanda.paths() == ["GET /resources/v2.0/maintenance-plans/p-1"]  # no write
+    entry = store.history(CHANGE)[0]
+    assert entry["event"] == "would_update"
+    assert (entry["plan_id"], "end" in entry["fields"]) == ("p-1", True)

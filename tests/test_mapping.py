@@ -541,21 +541,20 @@ def test_a_class_mapped_to_no_tag_is_left_out_or_refused(tmp_path):
     assert "lb-edge-02" not in json.dumps(condition)
 
 
-def test_prefix_match_makes_wildcards_and_exact_names_stay_in_one_in(tmp_path):
+def test_prefix_match_makes_wildcards_and_exact_names_stay_literal_in_one_in(tmp_path):
     body = "rules:\n  - name: r\n" + PLAN + "      condition: {match: prefix}\n"
-    decision = decide_change(tmp_path, body, {**CHANGE, "hosts": ["db-01", "web-*"]})
+    decision = decide_change(tmp_path, body, {**CHANGE, "hosts": ["db-01", "web-01"]})
     assert decision.condition == {
         "OR": [
             {"=": ["host", {"type": "regex", "value": "db-01*"}]},
-            {"=": ["host", {"type": "regex", "value": "web-*"}]},
+            {"=": ["host", {"type": "regex", "value": "web-01*"}]},
         ]
     }
     exact = decide_change(
         tmp_path, "rules:\n  - name: r\n" + PLAN, {**CHANGE, "hosts": ["a", "web-*", "b"]}
     )
-    assert exact.condition == {
-        "OR": [{"IN": ["host", ["a", "b"]]}, {"=": ["host", {"type": "regex", "value": "web-*"}]}]
-    }
+    # Under `exact` a `*` in a CI name is a character of the name, never a wildcard.
+    assert exact.condition == {"IN": ["host", ["a", "web-*", "b"]]}
 
 
 def test_lowercase_values_lowercases_and_deduplicates_ci_names(tmp_path):

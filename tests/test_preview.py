@@ -20,6 +20,7 @@ from bridge.cli import main
 from bridge.mapping.extract import read_change
 from bridge.mapping.loader import SourceMapping, load_mappings
 from bridge.mapping.rules import decide
+from bridge.model import ChangeRef
 from bridge.preview import preview
 from bridge.sources.jira import NEWEST
 from bridge.store import LEDGER_MARKER, Store
@@ -215,8 +216,9 @@ def ingest_like_the_webhook(redis_conn, mapping: SourceMapping, raw: dict) -> st
     change = read_change(mapping, raw)
     decision = decide(mapping, change, NOW)
     queue = Queue(jobs.QUEUE_NAME, connection=redis_conn, serializer=JSONSerializer)
-    job = jobs.reconcile_job(queue, decision.maintenance_key)
-    return Store(redis_conn).ingest(decision, change.version, job, {"source": "test"}).verdict
+    ref = ChangeRef(mapping.source, decision.maintenance_key)
+    job = jobs.reconcile_job(queue, ref)
+    return Store(redis_conn).ingest(ref, decision, change.version, job, {}).verdict
 
 
 def test_on_an_empty_store_a_new_plan_would_be_accepted(mappings, redis_conn):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -21,10 +22,12 @@ from rq.serializers import JSONSerializer
 from bridge import jobs
 from bridge.app import create_app
 from bridge.cli import main
+from bridge.model import ChangeRef
 from bridge.store import Store
 from bridge.sweep import RETENTION_SECONDS, sweep
 
 KEY = "CHG0030412"
+MAPPINGS = Path(__file__).parent.parent / "mappings"
 PLANS = "/resources/v2.0/maintenance-plans"
 
 
@@ -94,23 +97,75 @@ def test_a_key_with_a_reconcile_pending_is_not_queued_twice(planned, redis_conn)
 
 def test_keys_with_nothing_to_manage_expire_after_the_retention(redis_conn):
     store = Store(redis_conn)
-    redis_conn.sadd("bridge:keys", "CHG-OLD", "CHG-NEW")
-    old = json.dumps({"at": int(time.time()) - RETENTION_SECONDS - 60, "event": "deleted"})
-    redis_conn.lpush("bridge:history:CHG-OLD", old)
-    redis_conn.lpush("bridge:history:CHG-NEW", json.dumps({"at": int(time.time()), "event": "x"}))
+    old, new = ChangeRef("servicenow", "CHG-OLD"), ChangeRef("jira", "CHG-NEW")
+    redis_conn.sadd("bridge:changes", old.id, new.id)
+    entry = json.dumps({"at": int(time.time()) - RETENTION_SECONDS - 60, "event": "deleted"})
+    redis_conn.lpush(f"bridge:history:{old.id}", entry)
+    redis_conn.lpush(f"bridge:history:{new.id}", json.dumps({"at": int(time.time()), "event": "x"}))
 
     counts = sweep(store, queue(redis_conn), time.time())
 
     assert (counts.expired, counts.idle) == (1, 1)
-    assert sorted(store.known_keys()) == ["CHG-NEW"]
-    assert store.history("CHG-OLD") == []
+    assert list(store.known_changes()) == [new]
+    assert store.history(old) == []
 
 
 def test_bridge_reconcile_prints_progress_and_a_summary(planned, redis_url):
     result = CliRunner().invoke(main, ["reconcile"], env={"REDIS_URL": redis_url})
 
     assert result.exit_code == 0, result.output
-    assert "sweeping keys" in result.output
+    assert "sweeping changes" in result.output
     assert result.output.strip().endswith(
         "1 keys: 1 reconciles queued, 0 already pending, 0 with nothing to manage, 0 expired"
     )
+
+
+# --- bridge reconcile --dry-run: what would be repaired, and why; nothing queued or written ------
+
+
+def dry_run(redis_url, bigpanda):
+    env = {
+        "REDIS_URL": redis_url,
+        "BIGPANDA_API_KEY": SANDBOX_TOKEN,
+        "BIGPANDA_API_URL": bigpanda.url,
+        "BRIDGE_MAPPINGS": str(MAPPINGS),
+    }
+    return CliRunner().invoke(main, ["reconcile", "--dry-run"], env=env)
+
+
+def test_dry_run_sweep_prints_each_repair_and_its_reason_and_writes_nothing(
+    planned, redis_url, redis_conn, bigpanda
+):
+    sandbox("PATCH", bigpanda, f"{PLANS}/{planned['id']}", {"name": "edited by hand"})
+    bigpanda.requests.clear()
+
+    result = dry_run(redis_url, bigpanda)
+
+    assert result.exit_code == 0, result.output
+    assert f"servicenow {KEY}: would update {KEY}: BigPanda's plan differs in name" in (
+        result.stdout
+    )
+    assert result.stdout.strip().endswith(
+        "1 changes: 1 would be repaired (1 calls), 0 in sync, 0 remembered plans no longer ours, "
+        "0 marked plans not in the ledger"
+    )
+    assert {method for method, _ in bigpanda.requests} == {"GET"}
+    assert queued_jobs(redis_conn) == 0
+
+
+def test_dry_run_sweep_names_a_plan_deleted_by_hand(planned, redis_url, bigpanda):
+    sandbox("DELETE", bigpanda, f"{PLANS}/{planned['id']}")
+
+    result = dry_run(redis_url, bigpanda)
+
+    assert result.exit_code == 0, result.output
+    assert "would create" in result.stdout
+    assert "the remembered plan is gone from BigPanda" in result.stdout
+
+
+def test_dry_run_sweep_of_plans_in_sync_prints_only_the_summary(planned, redis_url, bigpanda):
+    result = dry_run(redis_url, bigpanda)
+
+    assert result.exit_code == 0, result.output
+    assert "would" not in result.stdout.replace("would be repaired", "")
+    assert "1 changes: 0 would be repaired (0 calls), 1 in sync" in result.stdout

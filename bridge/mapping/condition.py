@@ -1,8 +1,10 @@
-"""BPQL object conditions: built from a change's CIs, checked against BigPanda's rules."""
+"""BPQL object conditions: built from a change's CIs, checked against BigPanda's rules and for
+their blast radius (a condition never matches more than the change's CIs)."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,8 +15,11 @@ from ..model import CI
 MAX_CONDITION_CHARS = 25_000  # BigPanda's documented limit (one page says 80,000: use the lower)
 OPERATORS = ("=", "!=", "===", "IN", "NOT IN", "AND", "OR")
 DEFAULT_CLASS = "default"
+WILDCARDS = frozenset("*?")  # glob characters of BigPanda's "regex" values
+# Tag values a formal regex is tried on: one that finds all of them would match every alert.
+PROBES = ("a", "Z", "0", "-", ".", "/", " ", "_x_", "web-01.example.com", "ü", "x" * 300)
 
-Item = tuple[str, str]  # (tag, value); a value with "*" is a wildcard
+Item = tuple[str, str, bool]  # (tag, value, wildcard): a wildcard value is sent as a regex
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,15 @@ def build_conditions(rule: ConditionRule, cis: Sequence[CI]) -> list[dict[str, A
     items = _items(rule, cis)
     if not items:
         return []
+    conditions = _fitted(items, rule)
+    for condition in conditions:  # the last word on blast radius, whatever built them
+        reason = matches_everything(condition)
+        if reason:
+            raise InvalidChange("condition", f"would match every alert ({reason}): refused")
+    return conditions
+
+
+def _fitted(items: Sequence[Item], rule: ConditionRule) -> list[dict[str, Any]]:
     whole = _condition(items, rule.also)
     if condition_length(whole) <= MAX_CONDITION_CHARS:
         return [whole]
@@ -73,6 +87,43 @@ def validate_bpql(node: Any, path: str = "condition") -> None:
         raise ValueError(f"{where} has an invalid value: use a string, number or regex object")
 
 
+def matches_everything(node: Mapping[str, Any]) -> str | None:
+    """Why a valid BPQL condition would match every alert (None when it would not): a wildcard
+    value of only `*`/`?`, a formal regex that finds any value, an OR holding such a clause, an
+    AND made only of them. Exclusions (`!=`, `NOT IN`) are judged to narrow."""
+    ((op, args),) = node.items()
+    if op in ("AND", "OR"):
+        reasons = [matches_everything(sub) for sub in args]
+        found = [reason for reason in reasons if reason]
+        if op == "OR" and found:
+            return found[0]
+        return found[0] if op == "AND" and len(found) == len(reasons) else None
+    if op in ("!=", "NOT IN"):
+        return None
+    values = args[1] if op in ("IN", "NOT IN") else [args[1]]
+    for value in values:
+        reason = _value_matches_all(value)
+        if reason:
+            return f"{args[0]} {reason}"
+    return None
+
+
+def _value_matches_all(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return None  # a plain value is a literal
+    pattern = value["value"]
+    if value["type"] == "regex" and set(pattern) <= WILDCARDS:
+        return f"= {pattern!r}, a wildcard alone"
+    if value["type"] == "formal-regex":
+        try:
+            compiled = re.compile(pattern)
+        except re.error:
+            return None  # BigPanda refuses it; not ours to judge
+        if all(compiled.search(probe) for probe in PROBES):
+            return f"= /{pattern}/, which finds any value"
+    return None
+
+
 def _is_value(value: Any) -> bool:
     if isinstance(value, dict):  # a wildcard or regular expression
         return set(value) == {"type", "value"} and (
@@ -82,19 +133,33 @@ def _is_value(value: Any) -> bool:
 
 
 def _items(rule: ConditionRule, cis: Sequence[CI]) -> list[Item]:
-    """(tag, value) pairs in CI order, deduplicated; CIs of unmapped classes are left out."""
+    """(tag, value, wildcard) in CI order, deduplicated; CIs of unmapped classes are left out.
+    Under `exact` a name is a literal value; under `prefix` it becomes `name*`."""
     items: dict[Item, None] = {}
-    for ci in cis:
+    for number, ci in enumerate(cis, start=1):
+        _check_name(number, ci, rule.match)
         # A class listed with no tag ([]) is left out, even when there is a default.
         tags = (
             rule.tags[ci.ci_class] if ci.ci_class in rule.tags else rule.tags.get(DEFAULT_CLASS, ())
         )
         value = ci.name.lower() if rule.lowercase_values else ci.name
-        if rule.match == "prefix" and not value.endswith("*"):
-            value += "*"
+        wildcard = rule.match == "prefix"
         for tag in tags:
-            items[(tag.lower(), value)] = None
+            items[(tag.lower(), value + "*" if wildcard else value, wildcard)] = None
     return list(items)
+
+
+def _check_name(number: int, ci: CI, match: str) -> None:
+    """A CI name that would silence more than the CI is refused, naming the CI."""
+    shown = f"CI {number} ({ci.name!r}{', class ' + ci.ci_class if ci.ci_class else ''})"
+    if not ci.name.strip():
+        raise InvalidChange("cis", f"{shown} has an empty name")
+    if set(ci.name) <= WILDCARDS | {" "}:
+        raise InvalidChange("cis", f"{shown} is only wildcard characters: it would match anything")
+    if match == "prefix" and WILDCARDS & set(ci.name):
+        raise InvalidChange(
+            "cis", f"{shown} holds a wildcard character, which `match: prefix` would widen"
+        )
 
 
 def _condition(items: Sequence[Item], also: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -102,8 +167,8 @@ def _condition(items: Sequence[Item], also: Sequence[Mapping[str, Any]]) -> dict
     fixed clauses AND-ed to them."""
     exact: dict[str, list[str]] = {}
     clauses: list[dict[str, Any]] = []
-    for tag, value in items:
-        if "*" in value:
+    for tag, value, wildcard in items:
+        if wildcard:
             clauses.append({"=": [tag, {"type": "regex", "value": value}]})
         else:
             exact.setdefault(tag, []).append(value)
@@ -139,8 +204,8 @@ def _chunks(items: Sequence[Item], also: Sequence[Mapping[str, Any]]) -> list[li
 
 def _item_bound(item: Item, new_tag: bool) -> int:
     """At most how many characters one (tag, value) adds to a condition."""
-    tag, value = item
+    tag, value, wildcard = item
     quoted = len(json.dumps(value, ensure_ascii=False))
-    if "*" in value:
+    if wildcard:
         return quoted + len(tag) + 45  # {"=":["tag",{"type":"regex","value":...}]},
     return quoted + 1 + (len(tag) + 20 if new_tag else 0)  # {"IN":["tag",[...]]},

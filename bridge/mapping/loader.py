@@ -59,6 +59,7 @@ class PlanRule:
     post_maintenance_action: str
     running_policy: str
     target: str | None
+    max_cis: int | None = None  # more CIs than this is more likely a mistake than a maintenance
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class SourceMapping:
     ci_sources: tuple[CISource, ...]
     targets: Mapping[str, Target]
     rules: tuple[Rule, ...]
+    adopt_unmarked_plans: bool = False  # take over unmarked plans of keys its webhooks name
 
 
 def load_mappings(directory: Path, secrets: Mapping[str, str] | None) -> dict[str, SourceMapping]:
@@ -218,6 +220,7 @@ def _compile(path: Path, data: dict[str, Any], verifiers: tuple[Verifier, ...]) 
         ci_sources=tuple(CISource(**entry) for entry in data["cis"]),
         targets={name: Target(**t) for name, t in (data.get("targets") or {}).items()},
         rules=tuple(_rule(rule) for rule in data["rules"]),
+        adopt_unmarked_plans=data["adopt_unmarked_plans"],
     )
 
 
@@ -256,4 +259,5 @@ def _plan(plan: dict[str, Any]) -> PlanRule:
         post_maintenance_action=plan["post_maintenance_action"],
         running_policy=plan["running_policy"],
         target=plan.get("target"),
+        max_cis=plan.get("max_cis"),
     )

@@ -83,6 +83,12 @@ def _plan_decision(plan: PlanRule, change: Change, key: str, now: float) -> Deci
     start, end = start - plan.pad_before, end + plan.pad_after
     if end <= now:
         return NoPlan(key, "window_over")
+    if plan.max_cis is not None and len(change.cis) > plan.max_cis:
+        raise InvalidChange(
+            "cis",
+            f"the change lists {len(change.cis):,} CIs, over the rule's max_cis of "
+            f"{plan.max_cis:,}: more likely a mistake than a maintenance",
+        )
     conditions = build_conditions(plan.condition, change.cis)
     if not conditions:
         return NoPlan(key, "no_ci")

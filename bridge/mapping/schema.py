@@ -18,8 +18,9 @@ from marshmallow import (
     validates_schema,
 )
 
+from ..ownership import OWNER_TAG
 from ..sources import PARSERS
-from .condition import validate_bpql
+from .condition import matches_everything, validate_bpql
 from .dates import compile_date_spec, parse_duration
 from .filter_spec import compile_filter
 from .templates import compile_template
@@ -74,7 +75,16 @@ def _clause(value: Any) -> dict:
     validate_bpql(value, "clause")
     for tag in _clause_tags(value):
         TAG(tag)
+    reason = matches_everything(value)
+    if reason:
+        raise ValueError(f"clause would match every alert ({reason})")
     return value
+
+
+def _custom_tag_name(name: str) -> None:
+    TAG(name)
+    if name == OWNER_TAG:
+        raise ValidationError(f"{OWNER_TAG} is the bridge's ownership mark: it sets it itself")
 
 
 def _clause_tags(node: dict) -> list[str]:
@@ -138,7 +148,9 @@ class PlanSchema(Schema):
     pad_after = Compiled(parse_duration, load_default=0)
     name = template(required=True)
     description = template(load_default=lambda: compile_template(""))
-    custom_tags = fields.Dict(keys=fields.Str(validate=TAG), values=template(), load_default=dict)
+    custom_tags = fields.Dict(
+        keys=fields.Str(validate=_custom_tag_name), values=template(), load_default=dict
+    )
     condition = fields.Nested(ConditionSchema, load_default=lambda: ConditionSchema().load({}))
     time_zone = fields.Str(load_default="UTC", validate=_zone)
     frequency = fields.Str(
@@ -153,6 +165,7 @@ class PlanSchema(Schema):
         load_default="end_only", validate=validate.OneOf(["end_only", "restart"])
     )
     target = fields.Str(validate=NAME)
+    max_cis = fields.Int(strict=True, validate=validate.Range(min=1))
 
 
 class PlanOrNone(fields.Nested):
@@ -182,6 +195,7 @@ class MappingFileSchema(Schema):
     targets = fields.Dict(keys=fields.Str(validate=NAME), values=fields.Nested(TargetSchema))
     defaults = fields.Dict()
     rules = fields.List(fields.Nested(RuleSchema), required=True, validate=validate.Length(min=1))
+    adopt_unmarked_plans = fields.Bool(load_default=False)
 
     @pre_load
     def _apply_defaults(self, data: Any, **kwargs: Any) -> Any:

@@ -64,7 +64,9 @@ def parse(raw: Mapping[str, Any]) -> Change:
     fields.update(_issue_fields(issue, issue_fields))
     fields.update(_event_fields(raw))
     version = _version(raw, issue_fields, deleted=fields["deleted"])
-    return Change(source="jira", fields=fields, version=version, cis=())
+    return Change(
+        source="jira", fields=fields, version=version, version_time=_version_time(raw, version)
+    )
 
 
 def _issue(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -167,6 +169,14 @@ def _version(raw: Mapping[str, Any], f: Mapping[str, Any], deleted: bool) -> tup
     if f.get("updated") is None or f["updated"] == "":
         return ()
     return (_epoch_ms(f["updated"]),)
+
+
+def _version_time(raw: Mapping[str, Any], version: tuple[float, ...]) -> tuple[str, float] | None:
+    """The version as (field, epoch seconds), for the clock check; a delete's has no time."""
+    if not version or version[0] == NEWEST:
+        return None
+    field = "timestamp" if raw.get("timestamp") is not None else UPDATED
+    return field, version[0] / 1000
 
 
 def _timestamp(raw: Any) -> float:

@@ -26,6 +26,7 @@ OUTAGE_TABLE = "cmdb_ci_outage"  # outages have no state: begin/end say when
 BOOLEAN_FIELDS = ("active", "on_hold", "outside_maintenance_schedule", "unauthorized")
 INTERNAL_DATE = "%Y-%m-%d %H:%M:%S"  # GlideDateTime's internal value: UTC, no zone designator
 TRUE_WORDS = {"1", "true", "yes"}
+MAX_MOD_COUNT = 10**9
 FALSE_WORDS = {"0", "false", "no", ""}
 
 
@@ -43,8 +44,16 @@ def parse(raw: Mapping[str, Any]) -> Change:
     for name in BOOLEAN_FIELDS:
         if name in fields:
             fields[name] = _boolean(name, fields[name])
-    version = (_mod_count(fields), _updated_on(fields))
-    return Change(source="servicenow", fields=fields, version=version, cis=_cis(record))
+    updated_on = _updated_on(fields)
+    version = (_mod_count(fields), updated_on)
+    version_time = ("sys_updated_on", float(updated_on)) if updated_on else None
+    return Change(
+        source="servicenow",
+        fields=fields,
+        version=version,
+        cis=_cis(record),
+        version_time=version_time,
+    )
 
 
 def _flatten(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -120,8 +129,11 @@ def _mod_count(fields: dict[str, Any]) -> int:
         number = float(raw)
     except (TypeError, ValueError):
         raise InvalidChange("sys_mod_count", f"is not a number: {raw!r}") from None
-    if isinstance(raw, bool) or not number.is_integer() or number < 0:
+    if isinstance(raw, bool) or not number.is_integer():
         raise InvalidChange("sys_mod_count", f"is not a whole number: {raw!r}")
+    if not 0 <= number <= MAX_MOD_COUNT:
+        # One absurd count would make every later event of the change stale.
+        raise InvalidChange("sys_mod_count", f"is {raw!r}, outside 0..{MAX_MOD_COUNT:,}")
     fields["sys_mod_count"] = int(number)
     return int(number)
 
