@@ -58,6 +58,10 @@ class KeyReconciler:
         outcomes: list[str] = []
         for _ in range(MAX_PASSES):
             state = self.store.state(self.change)
+            if state.desired is None:
+                # Plans found by a ledger rebuild, with no webhook since the memory was lost: what
+                # the change wants is unknown, so its plans are kept until its next webhook.
+                return "desired plan unknown since the ledger rebuild: plans kept as they are"
             listed = self._look_up(state)
             state = self.store.state(self.change) if listed else state
             wanted = plans_of(state.desired)

@@ -18,6 +18,8 @@ from flask import Flask
 from hypothesis import strategies as st
 from redis import Redis
 from rq import Queue, SimpleWorker
+from rq.job import Job
+from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 from werkzeug.serving import make_server
 
@@ -110,6 +112,31 @@ def run_worker(redis: Redis, settings: Settings) -> None:
     jobs.configure(settings, None, redis)
     queue = Queue(jobs.QUEUE_NAME, connection=redis, serializer=JSONSerializer)
     SimpleWorker([queue], connection=redis, serializer=JSONSerializer).work(burst=True)
+
+
+def move_scheduled_jobs(redis: Redis) -> int:
+    """Put every job waiting for a retry on the queue now (a burst worker runs no scheduler)."""
+    queue = Queue(jobs.QUEUE_NAME, connection=redis, serializer=JSONSerializer)
+    registry = ScheduledJobRegistry(queue=queue)
+    moved = 0
+    for job_id in registry.get_job_ids(cleanup=False):
+        job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
+        registry.remove(job)
+        queue.enqueue_job(job)
+        moved += 1
+    return moved
+
+
+def drain(redis: Redis, settings, rounds: int) -> bool:
+    """Run the worker, moving retries to the queue, until no job is queued or scheduled or
+    `rounds` runs were made; True when the queue is empty."""
+    for _ in range(rounds):
+        move_scheduled_jobs(redis)
+        if queued_jobs(redis) == 0:
+            return True
+        run_worker(redis, settings)
+    move_scheduled_jobs(redis)
+    return queued_jobs(redis) == 0
 
 
 def queued_jobs(redis: Redis) -> int:

@@ -36,6 +36,8 @@ from bridge_harness import (
     SERVICENOW_TOKEN,
     bridge_settings,
     descendants,
+    drain,
+    move_scheduled_jobs,
     run_worker,
 )
 from faulty_bigpanda import (
@@ -143,7 +145,8 @@ class Version:
             "end": self.end,
             "condition": {"IN": ["host", list(self.hosts)]},
             "description": f"ServiceNow change_request {self.key}",
-            "custom_tags": [
+            "custom_tags": [  # by name, as invariant_problems sorts them
+                {"name": "bridge_owner", "value": "maintenance-bridge/default/servicenow"},
                 {"name": "maintenance_key", "value": self.key},
                 {"name": "source", "value": "servicenow"},
             ],
@@ -355,31 +358,6 @@ def stories(draw) -> Story:
         fault_rate=draw(st.sampled_from((0.1, 0.2, 0.3))),
         first_create=draw(st.sampled_from((None, "drop", "late"))),
     )
-
-
-def move_scheduled_jobs(redis: Redis) -> int:
-    """Put every job waiting for a retry on the queue now (a burst worker runs no scheduler)."""
-    queue = queue_of(redis)
-    registry = ScheduledJobRegistry(queue=queue)
-    moved = 0
-    for job_id in registry.get_job_ids(cleanup=False):
-        job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
-        registry.remove(job)
-        queue.enqueue_job(job)
-        moved += 1
-    return moved
-
-
-def drain(redis: Redis, settings, rounds: int) -> bool:
-    """Run the worker, moving retries to the queue, until no job is queued or scheduled or
-    `rounds` runs were made; True when the queue is empty."""
-    for _ in range(rounds):
-        move_scheduled_jobs(redis)
-        if queue_of(redis).count == 0:
-            return True
-        run_worker(redis, settings)
-    move_scheduled_jobs(redis)
-    return queue_of(redis).count == 0
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 
 from bridge.auth import authenticate
 from bridge.errors import ConfigError, InvalidChange
-from bridge.mapping.condition import MAX_CONDITION_CHARS, condition_length
+from bridge.mapping.condition import MAX_CONDITION_CHARS, condition_length, matches_everything
 from bridge.mapping.extract import read_change
 from bridge.mapping.loader import SourceMapping, Target, check_mappings, load_mappings
 from bridge.mapping.rules import Evaluation, evaluate
@@ -1226,3 +1226,119 @@ def test_a_mistake_in_defaults_is_reported(tmp_path):
 
 def test_a_mistake_in_defaults_is_named_at_its_place_in_defaults(tmp_path):
     assert problems(tmp_path, DEFAULTS) == ["DIR/f.yaml:9: defaults.colour: Unknown field."]
+
+
+# --- blast radius and ownership in the mapping language -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "clause",
+    [
+        '{"=": [host, {type: regex, value: "*"}]}',
+        '{"=": [host, {type: regex, value: "?*"}]}',
+        '{"=": [host, {type: formal-regex, value: ".*"}]}',
+        '{"=": [host, {type: formal-regex, value: "^"}]}',
+        '{"IN": [host, [a, {type: regex, value: "**"}]]}',
+        '{"OR": [{"=": [env, prod]}, {"=": [host, {type: formal-regex, value: "(.+)"}]}]}',
+    ],
+)
+def test_a_fixed_clause_that_matches_every_alert_is_refused_at_load(tmp_path, clause):
+    text = edited("      name: \"{{ id }}\"\n  - name: closed", (
+        f"      name: \"{{{{ id }}}}\"\n      condition: {{also: [{clause}]}}\n  - name: closed"
+    ))  # fmt: skip
+    [error] = problems(tmp_path, text)
+    assert "rules[0].plan.condition.also[0]" in error or "also" in error
+    assert "would match every alert" in error
+
+
+@pytest.mark.parametrize(
+    "clause",
+    [
+        '{"=": [host, {type: regex, value: "web-*"}]}',
+        '{"=": [host, {type: formal-regex, value: "^db-[0-9]+$"}]}',
+        '{"!=": [env, dev]}',
+        '{"=": [host, "*"]}',  # a plain value is a literal
+    ],
+)
+def test_a_narrowing_fixed_clause_loads(tmp_path, clause):
+    text = edited("      name: \"{{ id }}\"\n  - name: closed", (
+        f"      name: \"{{{{ id }}}}\"\n      condition: {{also: [{clause}]}}\n  - name: closed"
+    ))  # fmt: skip
+    assert problems(tmp_path, text) == []
+
+
+def test_the_ownership_tag_cannot_be_set_by_a_mapping_file(tmp_path):
+    text = edited("      name: \"{{ id }}\"\n  - name: closed", (
+        "      name: \"{{ id }}\"\n      custom_tags: {bridge_owner: me}\n  - name: closed"
+    ))  # fmt: skip
+    [error] = problems(tmp_path, text)
+    assert "bridge_owner is the bridge's ownership mark" in error
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "many", "1.5"])
+def test_max_cis_must_be_a_positive_whole_number(tmp_path, value):
+    text = edited("      name: \"{{ id }}\"\n  - name: closed", (
+        f"      name: \"{{{{ id }}}}\"\n      max_cis: {value}\n  - name: closed"
+    ))  # fmt: skip
+    [error] = problems(tmp_path, text)
+    assert "max_cis" in error
+
+
+def test_max_cis_allows_up_to_its_count(tmp_path):
+    mapping = load(tmp_path, "rules:\n  - name: r\n" + PLAN + "      max_cis: 2\n")
+    assert isinstance(run(mapping, {**CHANGE, "hosts": ["a", "b"]}).decision, DesiredPlan)
+    error = refused(mapping, {**CHANGE, "hosts": ["a", "b", "c"]})
+    assert (error.field, "lists 3 CIs, over the rule's max_cis of 2" in str(error)) == ("cis", True)
+
+
+def test_adoption_is_off_unless_a_file_says_so(tmp_path, shipped):
+    assert not shipped["servicenow"].adopt_unmarked_plans
+    assert load(
+        tmp_path, "adopt_unmarked_plans: true\nrules:\n  - name: r\n" + PLAN
+    ).adopt_unmarked_plans
+
+
+@pytest.mark.parametrize(
+    ("names", "match"),
+    [
+        (["*"], "exact"),
+        (["?"], "exact"),
+        ([" * "], "exact"),
+        (["web-*"], "prefix"),
+        (["a?"], "prefix"),
+    ],
+)
+def test_ci_names_that_would_widen_the_condition_are_refused_naming_the_ci(tmp_path, names, match):
+    mapping = load(
+        tmp_path, "rules:\n  - name: r\n" + PLAN + f"      condition: {{match: {match}}}\n"
+    )
+    error = refused(mapping, {**CHANGE, "hosts": ["db-01", *names]})
+    assert error.field == "cis"
+    assert f"CI 2 ({names[0].strip()!r}" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("condition", "everything"),
+    [
+        ({"IN": ["host", ["a", "b"]]}, False),
+        ({"=": ["host", {"type": "regex", "value": "*"}]}, True),
+        ({"OR": [{"IN": ["host", ["a"]]}, {"=": ["host", {"type": "regex", "value": "*"}]}]}, True),
+        (
+            {"AND": [{"IN": ["host", ["a"]]}, {"=": ["host", {"type": "regex", "value": "*"}]}]},
+            False,
+        ),
+        (
+            {
+                "AND": [
+                    {"=": ["x", {"type": "regex", "value": "*"}]},
+                    {"=": ["y", {"type": "formal-regex", "value": ".*"}]},
+                ]
+            },
+            True,
+        ),
+        ({"NOT IN": ["host", ["a"]]}, False),
+        ({"=": ["host", {"type": "formal-regex", "value": "[a-z]"}]}, False),
+    ],
+)
+def test_matches_everything_judges_whole_conditions(condition, everything):
+    assert (matches_everything(condition) is not None) == everything

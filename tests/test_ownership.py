@@ -26,11 +26,18 @@ from bridge_harness import (
     JIRA_SECRET,
     SANDBOX_TOKEN,
     SERVICENOW_TOKEN,
+    bridge_settings,
+    drain,
+    move_scheduled_jobs,
     queued_jobs,
     run_worker,
     sample_payload,
     servicenow_payload,
 )
+from faulty_bigpanda import WRITES, FaultPlan, serve_faulty_bigpanda
+from hypothesis import HealthCheck, Phase, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from redis import Redis
 from rq import Queue
 from rq.serializers import JSONSerializer
@@ -172,6 +179,25 @@ def test_a_first_deploy_sweeps_and_flushes_touch_no_foreign_plan(
     assert again["end"] == plan["end"] + 1800
     known = {change.key for change in Store(redis_conn).known_changes()}
     assert known == {KEY}  # HAND-1 and FREEZE-1 are not the bridge's to sweep
+
+
+def test_after_a_flush_a_sweep_keeps_the_bridges_plans_until_their_change_speaks_again(
+    web, work, bigpanda, settings, redis_conn
+):
+    scheduled = servicenow_payload("servicenow_change_scheduled.json")
+    send(web, scheduled)
+    work()
+    [plan] = ours(bigpanda)
+    flush_bridge(redis_conn)
+    other = {**scheduled, "number": "CHG0099999"}
+    send(web, other)
+    work()  # rebuilds the ledger: KEY's plan is remembered, what KEY wants is not known
+    bigpanda.requests.clear()
+
+    sweep_and_work(redis_conn, settings)
+
+    assert [p["id"] for p in ours(bigpanda)] == [plan["id"]]
+    assert writes_to(bigpanda, {"ours": plan}) == []
 
 
 def test_a_cancel_deletes_only_the_bridges_plan_under_a_shared_key(
@@ -450,3 +476,119 @@ def test_a_jira_timestamp_two_days_ahead_is_a_422(web, redis_conn):
 
     assert answer.status_code == 422
     assert answer.json["errors"][0]["field"] == "timestamp"
+
+
+# --- the property: whatever happens, a foreign plan sees no write --------------------------------
+
+FOREIGN_MARKS = (
+    None,  # by hand, or another integration
+    "maintenance-bridge/staging/servicenow",  # another instance
+    "maintenance-bridge/default/jira",  # this instance, another source
+    "another-tool/default/servicenow",
+)
+STORY_KEYS = ("CHG0070001", "CHG0070002", "HAND-1")
+STATES = {"Scheduled": "-2", "Implement": "-1", "Canceled": "4", "Closed": "3"}
+
+
+@st.composite
+def foreign_sets(draw) -> list[tuple[str, int, str | None]]:
+    """(maintenance_key, start offset, mark) of plans others made: planned or running."""
+    spec = st.tuples(
+        st.sampled_from(STORY_KEYS),
+        st.sampled_from((-600, 1800, 7200)),
+        st.sampled_from(FOREIGN_MARKS),
+    )
+    return draw(st.lists(spec, min_size=1, max_size=4))
+
+
+@st.composite
+def steps(draw) -> list[tuple]:
+    """Events of the story's changes, interleaved with work, retries, sweeps and flushes."""
+    kinds = st.sampled_from(("event", "event", "event", "work", "retries", "sweep", "flush"))
+    found = []
+    for count in range(draw(st.integers(1, 10))):
+        kind = draw(kinds)
+        if kind == "event":
+            key = draw(st.sampled_from(STORY_KEYS))
+            state = draw(st.sampled_from(tuple(STATES)))
+            found.append(("event", key, count, state, draw(st.integers(-1, 6))))
+        else:
+            found.append((kind,))
+    return found
+
+
+def story_event(key: str, count: int, state: str, slot: int) -> dict:
+    now = int(time.time()) // 60 * 60
+    start = now + 600 * slot  # slot -1: started ten minutes ago
+    return {
+        "number": key,
+        "sys_mod_count": str(count),
+        "state": STATES[state],
+        "short_description": "story",
+        "start_date": datetime.fromtimestamp(start, UTC).strftime(STAMP),
+        "end_date": datetime.fromtimestamp(start + 3600, UTC).strftime(STAMP),
+        "affected_cis": [{"name": f"{key.lower()}-host", "sys_class_name": "cmdb_ci_server"}],
+    }
+
+
+@pytest.fixture
+def faulty(redis_url, redis_conn):
+    with serve_faulty_bigpanda(redis_conn) as bigpanda:
+        story_settings = replace(
+            bridge_settings(redis_url, bigpanda.url),
+            read_timeout=0.5,
+            connect_timeout=2.0,
+            rate_limit=50.0,  # the pace is not what this property is about
+        )
+        yield bigpanda, story_settings, create_app(story_settings, redis=redis_conn).test_client()
+
+
+@hypothesis_settings(
+    max_examples=15,
+    deadline=None,
+    phases=(Phase.explicit, Phase.reuse, Phase.generate),
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    foreign_specs=foreign_sets(),
+    story=steps(),
+    rate=st.sampled_from((0.0, 0.2, 0.4)),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_for_any_story_faults_and_flushes_foreign_plans_see_no_write(
+    faulty, redis_conn, foreign_specs, story, rate, seed
+):
+    bigpanda, settings, web = faulty
+    redis_conn.flushdb()
+    bigpanda.reset(FaultPlan())
+    foreign = {
+        f"f{n}": foreign_plan(
+            bigpanda, key, start_in, [{"name": "bridge_owner", "value": mark}] if mark else []
+        )
+        for n, (key, start_in, mark) in enumerate(foreign_specs)
+    }
+    bigpanda.reset(FaultPlan(rate=rate, seed=seed, late_delay=0.8))
+    queue = Queue(jobs.QUEUE_NAME, connection=redis_conn, serializer=JSONSerializer)
+
+    for step in story:
+        if step[0] == "event":
+            send(web, story_event(*step[1:]))
+        elif step[0] == "flush":
+            flush_bridge(redis_conn)
+        elif step[0] == "sweep":
+            sweep(Store(redis_conn), queue, time.time())
+        else:
+            if step[0] == "retries":
+                move_scheduled_jobs(redis_conn)
+            run_worker(redis_conn, settings)
+    drain(redis_conn, settings, rounds=4)
+
+    ids = {plan["id"] for plan in foreign.values()}
+    writes = [
+        f"{a.method} {a.path}"
+        for a in bigpanda.arrivals
+        if a.method in WRITES and any(plan_id in a.path for plan_id in ids)
+    ]
+    assert writes == []
+    bigpanda.reset(FaultPlan())
+    unchanged(bigpanda, foreign)

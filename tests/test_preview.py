@@ -320,15 +320,21 @@ def test_mappings_check_prints_every_error_of_a_broken_folder(tmp_path):
     text = text.replace("parser: servicenow ", "parser: remedy ").replace(
         "      end: work_end\n", "      end: work_end\n      colour: red\n"
     )
-    (tmp_path / "servicenow.yaml").write_text(text + "retries: 3\n", encoding="utf-8")
+    text += "retries: 3\n"
+    (tmp_path / "servicenow.yaml").write_text(text, encoding="utf-8")
     done = bridge("mappings", "check", BRIDGE_MAPPINGS=str(tmp_path), **SECRETS)
     assert (done.returncode, done.stdout) == (1, "")
     path = tmp_path / "servicenow.yaml"
+    lines = text.splitlines()
+    parser, colour = (
+        next(number for number, line in enumerate(lines, 1) if line.startswith(start))
+        for start in ("parser: remedy", "      colour: red")
+    )
     assert sorted(done.stderr.splitlines()) == sorted(
         [
-            f"error: {path}:8: parser: Must be one of: generic, jira, servicenow.",
-            f"error: {path}:66: rules[2] (closed-early).plan.colour: Unknown field.",
-            f"error: {path}:77: retries: Unknown field.",
+            f"error: {path}:{parser}: parser: Must be one of: generic, jira, servicenow.",
+            f"error: {path}:{colour}: rules[2] (closed-early).plan.colour: Unknown field.",
+            f"error: {path}:{len(lines)}: retries: Unknown field.",
         ]
     )
 
