@@ -25,7 +25,7 @@ blueprint = Blueprint("admin", __name__, url_prefix="/api")
 def require_admin_token() -> None:
     """401 unless the request carries the admin token (compared in constant time)."""
     expected = _runtime().settings.admin_token
-    bearer = Verifier(kind="bearer", secret=(expected or "").encode())
+    bearer = Verifier(kind="bearer", secrets=((expected or "").encode(),))
     if not expected or not bearer.accepts(request.headers, b""):
         raise AuthError(
             "missing or wrong admin token: send Authorization: Bearer <BRIDGE_ADMIN_TOKEN>"

@@ -13,9 +13,9 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 from werkzeug.exceptions import HTTPException
 
-from . import admin, metrics, webhooks
+from . import admin, metrics, openapi, webhooks
 from .config import Settings
-from .errors import BridgeError, ConfigError, FieldError
+from .errors import BridgeError, ConfigError, FieldError, PayloadTooLarge, QueueUnavailable
 from .jobs import QUEUE_NAME
 from .mapping.loader import load_mappings
 from .runtime import Runtime
@@ -24,6 +24,9 @@ from .store import Store, connect
 
 log = logging.getLogger(__name__)
 health = Blueprint("health", __name__)
+SANDBOX_FORCED = (
+    "BRIDGE_SANDBOX_FORCE=1: plans go to the built-in sandbox, not to BigPanda; nothing is silenced"
+)
 
 
 def create_app(settings: Settings | None = None, redis: Redis | None = None) -> Flask:
@@ -40,12 +43,15 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
     app.register_blueprint(webhooks.blueprint)
     app.register_blueprint(health)
     app.register_blueprint(metrics.blueprint)
+    app.register_blueprint(openapi.blueprint)
     if settings.admin_token:
         app.register_blueprint(admin.blueprint)
     if settings.sandbox:
         if not settings.sandbox_token:
             raise ConfigError("BRIDGE_SANDBOX=1 needs BRIDGE_SANDBOX_TOKEN (bridge dev sets both)")
         app.register_blueprint(create_sandbox(redis, settings.sandbox_token))
+    if settings.sandbox_forced:
+        log.warning(SANDBOX_FORCED)
     _register_error_handlers(app)
     app.before_request(_assign_request_id)
     app.after_request(_echo_request_id)
@@ -69,7 +75,10 @@ def readyz() -> tuple[dict[str, Any], int]:
         return {"status": "unavailable", "reason": "redis does not answer"}, 503
     if not runtime.mappings:
         return {"status": "unavailable", "reason": "no mapping files loaded"}, 503
-    return {"status": "ready", "sources": sorted(runtime.mappings)}, 200
+    ready: dict[str, Any] = {"status": "ready", "sources": sorted(runtime.mappings)}
+    if runtime.settings.sandbox_forced:
+        ready["warning"] = SANDBOX_FORCED
+    return ready, 200
 
 
 def _assign_request_id() -> None:
@@ -84,10 +93,11 @@ def _echo_request_id(response):
 
 def _count_refused_webhook(response):
     source = metrics.webhook_source()
-    if source and 400 <= response.status_code < 500:
-        metrics.count_refused_webhook(
-            current_app.extensions["bridge"], source, response.status_code
-        )
+    if source is not None and 400 <= response.status_code < 500:
+        runtime = current_app.extensions["bridge"]
+        # A stranger's made-up source name never becomes a metric series or a Redis field.
+        label = source if source in runtime.mappings else metrics.UNKNOWN_SOURCE
+        metrics.count_refused_webhook(runtime, label, response.status_code)
     return response
 
 
@@ -103,7 +113,16 @@ def _register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        return problem(exc.code or 500, exc.name, exc.description or exc.name)
+        title = PayloadTooLarge.title if exc.code == 413 else exc.name
+        answer = problem(exc.code or 500, title, exc.description or exc.name)
+        if "Allow" in (headers := dict(exc.get_headers())):  # a 405 names the allowed methods
+            answer.headers["Allow"] = headers["Allow"]
+        return answer
+
+    @app.errorhandler(RedisError)
+    def redis_down(exc: RedisError):
+        log.warning("redis unavailable: %s, request %s", type(exc).__name__, g.get("request_id"))
+        return problem(503, QueueUnavailable.title, "Redis does not answer right now; retry later")
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

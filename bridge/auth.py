@@ -1,9 +1,9 @@
-"""Webhook authentication: bearer, basic, static header and HMAC-SHA256, all constant-time."""
+"""Webhook authentication: bearer, basic, static header and HMAC-SHA256, all constant-time.
+Each method takes a second, previous secret during a rotation."""
 
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 from collections.abc import Mapping
@@ -12,48 +12,63 @@ from typing import Any
 
 from .errors import ConfigError
 
+MIN_SECRET_LENGTH = 16
+
 
 @dataclass(frozen=True)
 class Verifier:
     """One accepted way for a source to prove itself; the secret comes from the environment."""
 
     kind: str
-    secret: bytes = field(repr=False)
+    secrets: tuple[bytes, ...] = field(repr=False)  # the current one, then the previous one
     username: str | None = None
     header: str = "Authorization"
     prefix: str = ""
     encoding: str = "hex"
 
     def accepts(self, headers: Mapping[str, str], body: bytes) -> bool:
-        """True when the request carries this verifier's proof."""
+        """True when the request carries this verifier's proof, with any of its secrets."""
         presented = headers.get(self.header)
         if presented is None or self.kind == "refuse":
             return False
-        if self.kind == "bearer":
-            return _equal(_scheme_value(presented, "bearer") or "", self.secret)
-        if self.kind == "basic":
-            return self._basic(presented)
-        if self.kind == "header":
-            return _equal(presented, self.secret)
-        return self._hmac(presented, body)
+        results = [self._proves(presented, body, secret) for secret in self.secrets]
+        return any(results)  # every secret tried: the time taken does not tell which matched
 
-    def _basic(self, presented: str) -> bool:
+    def attempted(self, headers: Mapping[str, str]) -> bool:
+        """The request tried this method (its header, with its scheme), right or wrong."""
+        presented = headers.get(self.header)
+        if presented is None:
+            return False
+        return (
+            self.kind not in ("bearer", "basic") or _scheme_value(presented, self.kind) is not None
+        )
+
+    def _proves(self, presented: str, body: bytes, secret: bytes) -> bool:
+        if self.kind == "bearer":
+            return _equal(_scheme_value(presented, "bearer") or "", secret)
+        if self.kind == "basic":
+            return self._basic(presented, secret)
+        if self.kind == "header":
+            return _equal(presented, secret)
+        return self._hmac(presented, body, secret)
+
+    def _basic(self, presented: str, secret: bytes) -> bool:
         encoded = _scheme_value(presented, "basic")
         try:
             user, _, password = (
                 base64.b64decode(encoded or "", validate=True).decode().partition(":")
             )
-        except (binascii.Error, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError):  # not Base64 (binascii.Error), or not ASCII
             return False
         user_ok = self.username is None or hmac.compare_digest(
             user.encode(), self.username.encode()
         )
-        return _equal(password, self.secret) and user_ok
+        return _equal(password, secret) and user_ok
 
-    def _hmac(self, presented: str, body: bytes) -> bool:
+    def _hmac(self, presented: str, body: bytes, secret: bytes) -> bool:
         if not presented.startswith(self.prefix):
             return False
-        digest = hmac.new(self.secret, body, hashlib.sha256).digest()
+        digest = hmac.new(secret, body, hashlib.sha256).digest()
         expected = digest.hex() if self.encoding == "hex" else base64.b64encode(digest).decode()
         given = presented[len(self.prefix) :].strip()
         if self.encoding == "hex":
@@ -70,13 +85,13 @@ def authenticate(verifiers: tuple[Verifier, ...], headers: Mapping[str, str], bo
     return any(results)
 
 
-def build_verifier(config: Mapping[str, Any], secrets: Mapping[str, str], where: str) -> Verifier:
-    """A Verifier from a mapping file's auth entry; a missing secret is a ConfigError."""
+def build_verifier(config: Mapping[str, Any], secrets: Mapping[str, str]) -> Verifier:
+    """A Verifier from a mapping file's auth entry; a missing or short secret is a ConfigError
+    naming its variable (`previous_secret_env`, for a rotation, may be unset)."""
     kind = config["type"]
-    secret_env = config["secret_env"]
-    secret = secrets.get(secret_env)
-    if not secret:
-        raise ConfigError(f"{where}: environment variable {secret_env} is not set")
+    found = [_secret(secrets, config["secret_env"], required=True)]
+    if config.get("previous_secret_env"):
+        found.append(_secret(secrets, config["previous_secret_env"], required=False))
     defaults = {
         "bearer": ("Authorization", ""),
         "basic": ("Authorization", ""),
@@ -86,12 +101,25 @@ def build_verifier(config: Mapping[str, Any], secrets: Mapping[str, str], where:
     default_header, default_prefix = defaults[kind]
     return Verifier(
         kind=kind,
-        secret=secret.encode(),
+        secrets=tuple(secret.encode() for secret in found if secret),
         username=config.get("username"),
         header=config.get("header") or default_header,
         prefix=config.get("prefix", default_prefix),
         encoding=config.get("encoding", "hex"),
     )
+
+
+def _secret(secrets: Mapping[str, str], name: str, required: bool) -> str | None:
+    secret = secrets.get(name)
+    if not secret:
+        if required:
+            raise ConfigError(f"environment variable {name} is not set")
+        return None
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise ConfigError(
+            f"{name} is {len(secret)} characters; a secret needs at least {MIN_SECRET_LENGTH}"
+        )
+    return secret
 
 
 def _scheme_value(presented: str, scheme: str) -> str | None:

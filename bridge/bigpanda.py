@@ -12,7 +12,7 @@ from urllib.parse import quote, urljoin, urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-from bridge.errors import PermanentError, TransientError
+from bridge.errors import ConfigError, PermanentError, TransientError
 from bridge.model import Plan, PlanStatus, normalized_fields
 
 if TYPE_CHECKING:
@@ -26,6 +26,7 @@ USER_AGENT = "maintenance-bridge/0.1 (BigPanda maintenance plans bridge)"
 _RUNNING = frozenset({"running", "in progress", "active", "live"})
 _ENDED = frozenset({"done", "expired"})
 _MAX_ERROR_TEXT = 200
+LOOPBACK_NAMES = frozenset({"localhost", "::1"})
 
 
 class BigPandaClient:
@@ -41,7 +42,8 @@ class BigPandaClient:
         clock: Callable[[], float] = time.time,
         limiter: RateLimiter | None = None,
     ) -> None:
-        self._base = base_url.rstrip("/")
+        self._base = _checked_base(base_url)
+        self._origin = urlsplit(self._base)[:2]  # scheme and host: the only ones followed
         self._token = token
         self._timeout = (connect_timeout, read_timeout)
         self._clock = clock
@@ -98,6 +100,11 @@ class BigPandaClient:
             for item in items:
                 yield self._plan(item, response, "list")
             url = self._next_url(response)
+            if url and urlsplit(url)[:2] != self._origin:
+                # A Link to another host would be sent the API key: never followed.
+                raise PermanentError(
+                    response.status_code, f"list: next page is not on {self._base}"
+                )
             if url in seen:
                 raise PermanentError(response.status_code, f"list: next page loops to {url}")
 
@@ -169,6 +176,17 @@ class BigPandaClient:
     def _scrub(self, text: str) -> str:
         # Defence in depth: no message may carry the token, whatever a library put in it.
         return text.replace(self._token, "***") if self._token else text
+
+
+def _checked_base(base_url: str) -> str:
+    """The API base URL; https, except on this machine (the sandbox, tests)."""
+    parts = urlsplit(base_url)
+    local = parts.hostname in LOOPBACK_NAMES or (parts.hostname or "").startswith("127.")
+    if parts.scheme != "https" and not (parts.scheme == "http" and local):
+        raise ConfigError(
+            f"BigPanda API URL {base_url!r} must use https (plain http only on loopback)"
+        )
+    return base_url.rstrip("/")
 
 
 def plan_from_api(obj: dict, now: float) -> Plan:

@@ -15,10 +15,10 @@ import click
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from . import failed_jobs, jobs
+from . import failed_jobs, jobs, strict_json
 from .config import Settings
 from .drift import find_drift
-from .errors import ConfigError, FieldError
+from .errors import BadPayload, ConfigError, FieldError
 from .mapping.loader import check_mappings, load_mappings
 from .model import ChangeRef
 from .preview import preview
@@ -167,9 +167,9 @@ def preview_command(source: str, payload, at: datetime | None) -> None:
         known = ", ".join(sorted(mappings))
         _exit(f"no mapping file defines the source {source!r} (known: {known})")
     try:
-        raw = json.loads(payload.read())
-    except (ValueError, UnicodeDecodeError) as exc:
-        _exit(f"{payload.name} is not JSON: {exc}")
+        raw = strict_json.loads(payload.read())
+    except BadPayload as exc:
+        _exit(f"{payload.name}: {exc}")
     if not isinstance(raw, dict):
         _exit(f"{payload.name} must hold a JSON object")
     try:

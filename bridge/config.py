@@ -23,6 +23,7 @@ class Settings:
     bigpanda_api_url: str = DEFAULT_API_URL
     bigpanda_api_key: str | None = field(default=None, repr=False)
     sandbox: bool = False
+    sandbox_forced: bool = False  # served outside `bridge dev`: warned about at every start
     sandbox_token: str | None = field(default=None, repr=False)
     mappings_dir: Path = Path("mappings")
     admin_token: str | None = field(default=None, repr=False)
@@ -43,15 +44,17 @@ class Settings:
         port = _int(env, "PORT", 5000)
         key = env.get("BIGPANDA_API_KEY") or None
         sandbox = env.get("BRIDGE_SANDBOX") == "1" and key is None
+        forced = sandbox and _sandbox_forced(env)
         default_url = f"http://127.0.0.1:{port}/sandbox" if sandbox else DEFAULT_API_URL
         return cls(
             redis_url=env.get("REDIS_URL") or None,
             bigpanda_api_url=env.get("BIGPANDA_API_URL") or default_url,
             bigpanda_api_key=key,
             sandbox=sandbox,
+            sandbox_forced=forced,
             sandbox_token=env.get("BRIDGE_SANDBOX_TOKEN") or None,
             mappings_dir=Path(env.get("BRIDGE_MAPPINGS") or "mappings"),
-            admin_token=env.get("BRIDGE_ADMIN_TOKEN") or None,
+            admin_token=_admin_token(env),
             port=port,
             max_body_bytes=_int(env, "BRIDGE_MAX_BODY_BYTES", MIB),
             connect_timeout=_float(env, "BIGPANDA_CONNECT_TIMEOUT", 5.0),
@@ -78,6 +81,26 @@ class Settings:
         if not self.redis_url:
             raise ConfigError("REDIS_URL is not set")
         self.bigpanda_token  # noqa: B018 - raises when neither a key nor the sandbox is set
+
+
+def _sandbox_forced(env: Mapping[str, str]) -> bool:
+    """The sandbox is for `bridge dev`; elsewhere only BRIDGE_SANDBOX_FORCE=1 turns it on, so a
+    production process never writes its plans to a stand-in by mistake."""
+    if env.get("BRIDGE_STARTED_BY") == "dev":
+        return False
+    if _flag(env, "BRIDGE_SANDBOX_FORCE"):
+        return True
+    raise ConfigError(
+        "BRIDGE_SANDBOX=1 serves the built-in sandbox, which is for `bridge dev`: set "
+        "BIGPANDA_API_KEY, or BRIDGE_SANDBOX_FORCE=1 to serve the sandbox anyway"
+    )
+
+
+def _admin_token(env: Mapping[str, str]) -> str | None:
+    token = env.get("BRIDGE_ADMIN_TOKEN") or None
+    if token is not None and len(token) < 16:
+        raise ConfigError(f"BRIDGE_ADMIN_TOKEN is {len(token)} characters; it needs at least 16")
+    return token
 
 
 def _instance(env: Mapping[str, str]) -> str:

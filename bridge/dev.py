@@ -28,7 +28,7 @@ def run_dev(port: int) -> int:
         if not env.get("REDIS_URL"):
             children.append(_start_embedded_redis(env))
         sandbox = _sandbox_settings(env, port)
-        for secret in ("SERVICENOW_WEBHOOK_TOKEN", "JIRA_WEBHOOK_SECRET"):
+        for secret in ("SERVICENOW_WEBHOOK_TOKEN", "JIRA_WEBHOOK_SECRET", "JIRA_AUTOMATION_TOKEN"):
             env.setdefault(secret, secrets.token_urlsafe(18))
         children.append(
             _spawn(
@@ -113,6 +113,7 @@ def _sandbox_settings(env: dict[str, str], port: int) -> bool:
     if env.get("BIGPANDA_API_KEY"):
         return False
     env["BRIDGE_SANDBOX"] = "1"
+    env["BRIDGE_STARTED_BY"] = "dev"  # web and worker serve the sandbox only for `bridge dev`
     env.setdefault("BRIDGE_SANDBOX_TOKEN", secrets.token_urlsafe(18))
     env["BIGPANDA_API_URL"] = f"http://127.0.0.1:{port}/sandbox"
     return True

@@ -74,6 +74,8 @@ def configure(
     _context = WorkerContext(clients, settings.instance, settings.dry_run, adopting)
     if settings.dry_run:
         log.warning("BRIDGE_DRY_RUN is on: BigPanda is read, never written")
+    if settings.sandbox_forced:
+        log.warning("BRIDGE_SANDBOX_FORCE=1: plans go to the built-in sandbox, not to BigPanda")
 
 
 def build_clients(

@@ -21,6 +21,7 @@ from .runtime import Runtime
 from .store import STATS
 
 blueprint = Blueprint("metrics", __name__)
+UNKNOWN_SOURCE = "_unknown"  # the one label of webhooks to sources no mapping file defines
 
 
 @blueprint.get("/metrics")

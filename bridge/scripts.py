@@ -26,8 +26,8 @@ end
 # KEYS: change hash, history list, known-keys set, ledger marker, stats hash, then the new job's
 #       hash, RQ's queue list and queue set.
 # ARGV: version JSON, decision JSON, "1" if the decision wants a plan, history JSON, RQ's job key
-#       prefix, history length, the stats counter prefix ("webhooks:<source>:"), then the new
-#       job's id and its hash fields.
+#       prefix, history length, the stats counter prefix ("webhooks:<source>:"), the key of the
+#       sender's delivery id ("" when none), then the new job's id and its hash fields.
 INGEST = (
     PENDING_JOB
     + """
@@ -46,6 +46,10 @@ local function answer(verdict, job)
   redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[6]) - 1)
   redis.call('HINCRBY', KEYS[5], ARGV[7] .. verdict, 1)
   return {verdict, job or ''}
+end
+-- A delivery the sender names, seen within a day: a redelivery, whatever it holds.
+if ARGV[8] ~= '' and not redis.call('SET', ARGV[8], '1', 'NX', 'EX', 86400) then
+  return answer('duplicate')
 end
 local stored = redis.call('HGET', KEYS[1], 'version')
 if stored then
@@ -66,8 +70,8 @@ if ARGV[3] == '0' and not job and redis.call('EXISTS', KEYS[4]) == 1
   return answer('ignored')  -- no plan wanted and none remembered: nothing to do
 end
 if job then return answer('joined', job) end
-queue_job(6, 8)
-return answer('enqueue', ARGV[8])
+queue_job(6, 9)
+return answer('enqueue', ARGV[9])
 """
 )
 

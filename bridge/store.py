@@ -108,8 +108,10 @@ class Store:
         version: Iterable[float],
         job: JobWrite,
         event: dict[str, Any],
+        delivery: str | None = None,
     ) -> IngestResult:
-        """Order, store and coalesce one event; queues `job` unless one is pending already."""
+        """Order, store and coalesce one event; queues `job` unless one is pending already.
+        `delivery`, the sender's id of this delivery: a repeat within a day is a duplicate."""
         entry = {"at": int(time.time()), "event": "received", "version": list(version), **event}
         keys = [_change(change), _history(change), KNOWN_KEYS, LEDGER_MARKER, STATS]
         verdict, job_id = self._ingest(
@@ -122,6 +124,7 @@ class Store:
                 RQ_JOB_PREFIX,
                 HISTORY_LENGTH,
                 f"webhooks:{change.source}:",
+                f"{PREFIX}delivery:{change.source}:{delivery}" if delivery else "",
                 job.id,
                 *job.fields,
             ],

@@ -3,15 +3,15 @@ in one Redis round trip."""
 
 from __future__ import annotations
 
-import json
 import logging
+import re
 import time
 from typing import Any
 
 from flask import Blueprint, current_app, g, request
 from redis.exceptions import RedisError
 
-from . import jobs
+from . import jobs, strict_json
 from .auth import authenticate
 from .errors import AuthError, BadPayload, QueueUnavailable, UnknownSource, UnsupportedMediaType
 from .mapping.extract import read_change
@@ -23,6 +23,8 @@ from .runtime import Runtime
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("webhooks", __name__)
+# A sender's name for one delivery (Jira's X-Atlassian-Webhook-Identifier): kept only when sane.
+DELIVERY_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 
 
 @blueprint.post("/webhooks/<source>")
@@ -35,11 +37,11 @@ def receive(source: str) -> tuple[dict[str, Any], int]:
     decision = decide(mapping, change, now)
     g.maintenance_key = decision.maintenance_key
     try:
-        answer = _ingest(runtime, mapping.source, change, decision)
+        answer = _ingest(runtime, mapping, change, decision)
     except RedisError:
-        log.warning("source=%s key=%s redis unavailable", source, decision.maintenance_key)
+        log.warning("source=%s key=%r redis unavailable", source, decision.maintenance_key)
         raise QueueUnavailable("Redis cannot take the job right now; retry later") from None
-    log.info("source=%s key=%s answer=%s", source, decision.maintenance_key, answer[0])
+    log.info("source=%s key=%r answer=%s", source, decision.maintenance_key, answer[0])
     return answer
 
 
@@ -55,7 +57,7 @@ def preview_change(source: str) -> dict[str, Any]:
 def _mapping(runtime: Runtime, source: str) -> SourceMapping:
     mapping = runtime.mappings.get(source)
     if mapping is None:
-        raise UnknownSource(f"no mapping file defines the source {source!r}")
+        raise UnknownSource(f"no mapping file defines the source {source[:64]!r}")
     return mapping
 
 
@@ -63,28 +65,28 @@ def _payload(mapping: SourceMapping) -> dict[str, Any]:
     """Checked in SPEC's order: size (by Flask's limit), credentials, media type, JSON object."""
     body = request.get_data(cache=True)
     if not authenticate(mapping.verifiers, request.headers, body):
+        tried = [v.kind for v in mapping.verifiers if v.attempted(request.headers)] or ["none"]
+        log.warning("authentication failed: source=%s remote=%s tried=%s", mapping.source,
+                    request.remote_addr, ",".join(tried))  # fmt: skip
         raise AuthError("missing or wrong credentials")
     if request.mimetype != "application/json" and not request.mimetype.endswith("+json"):
         raise UnsupportedMediaType(
             f"Content-Type must be application/json, got {request.mimetype!r}"
         )
-    try:
-        raw = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise BadPayload("the body is not valid JSON") from None
+    raw = strict_json.loads(body)
     if not isinstance(raw, dict):
         raise BadPayload(f"the body must be a JSON object, not {type(raw).__name__}")
     return raw
 
 
 def _ingest(
-    runtime: Runtime, source: str, change: Change, decision: Decision
+    runtime: Runtime, mapping: SourceMapping, change: Change, decision: Decision
 ) -> tuple[dict[str, Any], int]:
     key = decision.maintenance_key
-    ref = ChangeRef(source, key)
+    ref = ChangeRef(mapping.source, key)
     job = jobs.reconcile_job(runtime.queue, ref)
-    event = {"source": source, "decision": describe(decision)}
-    result = runtime.store.ingest(ref, decision, change.version, job, event)
+    event = {"source": mapping.source, "decision": describe(decision)}
+    result = runtime.store.ingest(ref, decision, change.version, job, event, _delivery(mapping))
     if result.verdict in ("stale", "duplicate"):
         return {"status": "ignored", "reason": result.verdict, "maintenance_key": key}, 200
     if result.verdict == "ignored":
@@ -97,6 +99,14 @@ def _ingest(
         "action": action,
         "job_id": result.job_id,
     }, 202
+
+
+def _delivery(mapping: SourceMapping) -> str | None:
+    """The sender's id of this delivery, when the mapping names its header and it is sane."""
+    if not mapping.delivery_id_header:
+        return None
+    delivery = request.headers.get(mapping.delivery_id_header, "")
+    return delivery if DELIVERY_ID.match(delivery) else None
 
 
 def describe(decision: Decision) -> str:

@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 
 import pytest
 from redis import Redis
+
+# What a log line must never hold: the tests' secrets and tokens, a signature, a bearer token.
+NEVER_LOGGED = re.compile(
+    r"servicenow-test-token|bridge-test-secret-not-real|sandbox-test-token|admin-test-token"
+    r"|sha256=[0-9a-fA-F]{16}|Bearer [A-Za-z0-9._~+/=-]{8}"
+)
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_logs(caplog):
+    """Every test's captured log, the bridge's and RQ's at DEBUG: no secret, token or signature."""
+    for name in ("bridge", "rq"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    yield
+    leaked = sorted({match.group(0)[:20] for match in NEVER_LOGGED.finditer(caplog.text)})
+    assert not leaked, f"the log holds secrets: {leaked}"
 
 
 @pytest.fixture(scope="session")

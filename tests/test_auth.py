@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ import pytest
 from bridge.auth import Verifier, authenticate, build_verifier
 from bridge.errors import ConfigError
 
-SECRET = "s3cret-token"
+SECRET = "s3cret-token-of-the-tests"
 SECRETS = {"WEBHOOK_SECRET": SECRET}
 BODY = b'{"number": "CHG0030412"}'
 
@@ -31,7 +33,7 @@ SAMPLE_BASIC = "Basic YnJpZGdlOm5vdC1hLXJlYWwtcGFzc3dvcmQ="
 
 
 def verifier(kind: str, secrets=SECRETS, **options) -> Verifier:
-    return build_verifier({"type": kind, "secret_env": "WEBHOOK_SECRET", **options}, secrets, "t")
+    return build_verifier({"type": kind, "secret_env": "WEBHOOK_SECRET", **options}, secrets)
 
 
 def basic(user: str, password: str) -> str:
@@ -81,8 +83,8 @@ def test_basic_checks_the_password():
 
 
 def test_basic_password_may_hold_colons():
-    v = verifier("basic", secrets={"WEBHOOK_SECRET": "a:b:c"})
-    assert v.accepts({"Authorization": basic("bridge", "a:b:c")}, BODY)
+    v = verifier("basic", secrets={"WEBHOOK_SECRET": "a:b:c-and-some-more"})
+    assert v.accepts({"Authorization": basic("bridge", "a:b:c-and-some-more")}, BODY)
     assert not v.accepts({"Authorization": basic("bridge", "a:b")}, BODY)
 
 
@@ -191,7 +193,7 @@ def test_hmac_hex_rejects(hub, signed_body, headers):
 
 
 def test_hmac_with_another_secret_fails(signed_body):
-    v = verifier("hmac-sha256", secrets={"WEBHOOK_SECRET": "another-secret"})
+    v = verifier("hmac-sha256", secrets={"WEBHOOK_SECRET": "another-secret-entirely"})
     assert not v.accepts({"X-Hub-Signature": HEX_SIGNATURE}, signed_body)
 
 
@@ -254,14 +256,71 @@ def test_auth_none_passes_everything():
 
 def test_missing_secret_is_a_config_error_naming_the_variable():
     with pytest.raises(ConfigError) as caught:
-        build_verifier({"type": "bearer", "secret_env": "ACME_SN_TOKEN"}, {}, "x.yaml: auth[0]")
-    assert str(caught.value) == "x.yaml: auth[0]: environment variable ACME_SN_TOKEN is not set"
+        build_verifier({"type": "bearer", "secret_env": "ACME_SN_TOKEN"}, {})
+    assert str(caught.value) == "environment variable ACME_SN_TOKEN is not set"
 
 
 def test_empty_secret_is_a_config_error():
     with pytest.raises(ConfigError, match="ACME_SN_TOKEN"):
-        build_verifier({"type": "basic", "secret_env": "ACME_SN_TOKEN"}, {"ACME_SN_TOKEN": ""}, "")
+        build_verifier({"type": "basic", "secret_env": "ACME_SN_TOKEN"}, {"ACME_SN_TOKEN": ""})
 
 
 def test_the_secret_never_shows_in_repr():
     assert SECRET not in repr(verifier("bearer"))
+
+
+# --- operators' needs: rotation, minimum length, undecodable credentials ---------------------
+
+ROTATING = {"WEBHOOK_SECRET": "the-new-secret-0001", "WEBHOOK_SECRET_OLD": "the-old-secret-0001"}
+
+
+@pytest.mark.parametrize("kind", ["bearer", "basic", "header", "hmac-sha256"])
+def test_during_a_rotation_both_the_new_and_the_previous_secret_pass(kind):
+    options = {"header": "X-Api-Key"} if kind == "header" else {}
+    v = verifier(kind, secrets=ROTATING, previous_secret_env="WEBHOOK_SECRET_OLD", **options)
+
+    def proof(secret: str) -> dict[str, str]:
+        if kind == "bearer":
+            return {"Authorization": f"Bearer {secret}"}
+        if kind == "basic":
+            return {"Authorization": basic("bridge", secret)}
+        if kind == "header":
+            return {"X-Api-Key": secret}
+        digest = hmac.new(secret.encode(), BODY, hashlib.sha256).hexdigest()
+        return {"X-Hub-Signature": f"sha256={digest}"}
+
+    assert v.accepts(proof("the-new-secret-0001"), BODY)
+    assert v.accepts(proof("the-old-secret-0001"), BODY)
+    assert not v.accepts(proof("some-other-secret-01"), BODY)
+
+
+def test_a_previous_secret_variable_left_unset_is_fine_once_the_rotation_is_over():
+    v = verifier("bearer", previous_secret_env="WEBHOOK_SECRET_OLD")
+    assert v.accepts({"Authorization": f"Bearer {SECRET}"}, BODY)
+    assert len(v.secrets) == 1
+
+
+@pytest.mark.parametrize("name", ["WEBHOOK_SECRET", "WEBHOOK_SECRET_OLD"])
+def test_a_secret_shorter_than_16_characters_is_refused_naming_its_variable(name):
+    secrets = {**ROTATING, name: "fifteen-chars15"}
+    with pytest.raises(ConfigError) as caught:
+        verifier("bearer", secrets=secrets, previous_secret_env="WEBHOOK_SECRET_OLD")
+    assert str(caught.value) == f"{name} is 15 characters; a secret needs at least 16"
+    assert "fifteen" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "presented",
+    ["Basic \u00e9", "Basic ===", "Basic \u00e9\u00e9:\u00e9", "Bearer \u00e9", "Basic"],
+)
+def test_undecodable_credentials_are_refused_not_raised(presented):
+    verifiers = (verifier("basic"), verifier("bearer"))
+    assert not authenticate(verifiers, {"Authorization": presented}, BODY)
+
+
+def test_attempted_names_the_methods_a_request_tried():
+    bearer, hub = verifier("bearer"), verifier("hmac-sha256")
+    assert bearer.attempted({"Authorization": "Bearer nope"})
+    assert not bearer.attempted({"Authorization": "Basic bm9wZQ=="})
+    assert hub.attempted({"X-Hub-Signature": "sha256=00"})
+    assert not hub.attempted({})

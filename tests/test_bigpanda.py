@@ -9,7 +9,7 @@ import pytest
 from scripted_bigpanda import ScriptedBigPanda
 
 from bridge.bigpanda import BigPandaClient, plan_from_api
-from bridge.errors import PermanentError, TransientError
+from bridge.errors import ConfigError, PermanentError, TransientError
 
 TOKEN = "s3cret-user-api-key"
 NOW = 1_750_000_000
@@ -138,6 +138,47 @@ def test_list_follows_links_that_name_the_full_path(bigpanda, link):
     client = BigPandaClient(bigpanda.url + "/sandbox", TOKEN, clock=lambda: NOW)
     assert len(list(client.list_plans())) == 4
     assert bigpanda.paths()[1] == f"GET /sandbox{PLANS}?pagination=true&next=abc"
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "https://evil.example.com/resources/v2.0/maintenance-plans?next=abc",
+        "{scheme_swapped}/resources/v2.0/maintenance-plans?next=abc",
+        "http://localhost:{port}/resources/v2.0/maintenance-plans?next=abc",  # another host name
+    ],
+)
+def test_list_never_follows_a_link_off_the_configured_host(bigpanda, client, link):
+    port = bigpanda.url.rsplit(":", 1)[1]
+    target = link.format(scheme_swapped=bigpanda.url.replace("http://", "https://"), port=port)
+    bigpanda.reply(200, [plan_json("p1")], headers={"Link": f"<{target}>; rel=next"})
+
+    with pytest.raises(PermanentError, match="next page is not on"):
+        list(client.list_plans())
+
+    assert len(bigpanda.received) == 1  # the key was sent nowhere else
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://api.bigpanda.io", "http://10.0.0.5:8080", "ftp://api.bigpanda.io", "api.bigpanda.io"],
+)
+def test_an_api_url_that_is_not_https_off_loopback_is_refused(url):
+    with pytest.raises(ConfigError, match="must use https"):
+        BigPandaClient(url, TOKEN)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://api.bigpanda.io",
+        "http://127.0.0.1:5000/sandbox",
+        "http://localhost:1",
+        "http://[::1]:5",
+    ],
+)
+def test_https_and_loopback_urls_are_accepted(url):
+    BigPandaClient(url, TOKEN)
 
 
 def test_list_204_means_no_plans(bigpanda, client):

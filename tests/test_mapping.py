@@ -20,7 +20,11 @@ from bridge.sources.jira import NEWEST
 
 ROOT = Path(__file__).parent.parent
 PAYLOADS = Path(__file__).parent / "payloads"
-SECRETS = {"SERVICENOW_WEBHOOK_TOKEN": "x", "JIRA_WEBHOOK_SECRET": "y"}
+SECRETS = {
+    "SERVICENOW_WEBHOOK_TOKEN": "x" * 16,
+    "JIRA_WEBHOOK_SECRET": "y" * 16,
+    "JIRA_AUTOMATION_TOKEN": "z" * 16,
+}
 NOW = 1717200000  # 2024-06-01 00:00:00 UTC: every sample window lies ahead
 JUNE_15_0100 = 1718413200  # 2024-06-15 01:00:00 UTC
 JUNE_15_0300 = 1718420400  # 2024-06-15 03:00:00 UTC
@@ -64,6 +68,9 @@ def test_the_shipped_folder_loads_both_sources_with_their_secrets(shipped):
     assert sorted(shipped) == ["jira", "servicenow"]
     assert [v.kind for v in shipped["servicenow"].verifiers] == ["bearer", "basic"]
     assert [v.kind for v in shipped["jira"].verifiers] == ["hmac-sha256", "bearer"]
+    without_automation = {k: v for k, v in SECRETS.items() if k != "JIRA_AUTOMATION_TOKEN"}
+    jira = load_mappings(ROOT / "mappings", without_automation)["jira"]
+    assert [v.kind for v in jira.verifiers] == ["hmac-sha256"]  # optional, and off when unset
     assert [rule.name for rule in shipped["servicenow"].rules] == [
         "planned-outage",
         "not-a-change-request",
@@ -877,7 +884,7 @@ def problems(folder: Path, text: str | None = None, secrets=None) -> list[str]:
     """check_mappings' errors for a folder (holding `text` as f.yaml), the folder as DIR."""
     if text is not None:
         (folder / "f.yaml").write_text(text, encoding="utf-8")
-    errors, _ = check_mappings(folder, {"TOKEN": "t"} if secrets is None else secrets)
+    errors, _ = check_mappings(folder, {"TOKEN": "t" * 16} if secrets is None else secrets)
     return [error.replace(str(folder), "DIR") for error in errors]
 
 
@@ -1078,8 +1085,8 @@ def test_auth_none_said_explicitly_needs_no_secret(tmp_path):
 def test_one_auth_method_may_be_written_without_a_list(tmp_path):
     auth = "auth: {type: basic, secret_env: TOKEN, username: bridge}\n"
     (tmp_path / "f.yaml").write_text(edited("auth: [{type: bearer, secret_env: TOKEN}]\n", auth))
-    (verifier,) = load_mappings(tmp_path, {"TOKEN": "t"})["inventory"].verifiers
-    assert (verifier.kind, verifier.username, verifier.secret) == ("basic", "bridge", b"t")
+    (verifier,) = load_mappings(tmp_path, {"TOKEN": "t" * 16})["inventory"].verifiers
+    assert (verifier.kind, verifier.username, verifier.secrets) == ("basic", "bridge", (b"t" * 16,))
 
 
 def test_without_secrets_a_file_is_checked_but_accepts_no_webhook(tmp_path):
@@ -1123,7 +1130,7 @@ def test_two_files_with_the_same_source_are_refused(tmp_path):
 def test_several_sources_load_side_by_side(tmp_path):
     (tmp_path / "a.yaml").write_text(BASE)
     (tmp_path / "b.yml").write_text(edited("source: inventory", "source: inventory-eu"))
-    assert sorted(load_mappings(tmp_path, {"TOKEN": "t"})) == ["inventory", "inventory-eu"]
+    assert sorted(load_mappings(tmp_path, {"TOKEN": "t" * 16})) == ["inventory", "inventory-eu"]
 
 
 SEVERAL = (
@@ -1148,7 +1155,7 @@ def test_every_mistake_in_a_file_is_reported_and_loading_stops_on_the_first(tmp_
         ]
     )
     with pytest.raises(ConfigError) as caught:
-        load_mappings(tmp_path, {"TOKEN": "t"})
+        load_mappings(tmp_path, {"TOKEN": "t" * 16})
     first = errors[0].replace("DIR", str(tmp_path))
     assert str(caught.value) == first + " (and 3 more: run `bridge mappings check`)"
 
@@ -1157,7 +1164,7 @@ def test_every_broken_file_is_reported(tmp_path):
     (tmp_path / "a.yaml").write_text(edited("parser: generic", "parser: x"))
     (tmp_path / "b.yaml").write_text(edited("source: inventory", "source: other") + "retries: 3\n")
     (tmp_path / "c.yaml").write_text(edited("source: inventory", "source: fine"))
-    errors, loaded = check_mappings(tmp_path, {"TOKEN": "t"})
+    errors, loaded = check_mappings(tmp_path, {"TOKEN": "t" * 16})
     assert [e.replace(str(tmp_path), "DIR") for e in errors] == [
         "DIR/a.yaml:2: parser: Must be one of: generic, jira, servicenow.",
         "DIR/b.yaml:18: retries: Unknown field.",

@@ -235,6 +235,26 @@ def test_a_remembered_plan_whose_mark_was_removed_by_hand_is_left_alone(
     assert "not_ours" in [entry["event"] for entry in history]
 
 
+def test_a_dry_run_reads_and_records_but_bigpanda_sees_no_write_at_all(
+    bigpanda, foreign, settings, redis_conn
+):
+    dry = replace(settings, dry_run=True)
+    web = create_app(dry, redis=redis_conn).test_client()
+    scheduled = servicenow_payload("servicenow_change_scheduled.json")
+    send(web, scheduled)
+    run_worker(redis_conn, dry)
+    send(web, newer(scheduled, state="4"))
+    run_worker(redis_conn, dry)
+    sweep_and_work(redis_conn, dry)
+
+    assert bigpanda.requests  # it did read: the ledger's rebuild listed the plans
+    assert {method for method, _ in bigpanda.requests} == {"GET"}
+    unchanged(bigpanda, foreign)
+    events = [e["event"] for e in Store(redis_conn).history(ChangeRef("servicenow", KEY))]
+    assert "would_create" in events
+    assert not {"created", "updated", "deleted", "stopped"} & set(events)
+
+
 # --- two instances of the bridge on one organization --------------------------------------------
 
 

@@ -19,7 +19,7 @@ from bridge.model import Change
 from bridge.sources import PARSERS
 
 SHIPPED = load_mappings(Path(__file__).parent.parent / "mappings", None)
-SECRETS = {"TOKEN": "secret"}
+SECRETS = {"TOKEN": "secret-of-16-chars"}
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
 json_values = any_json()

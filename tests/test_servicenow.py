@@ -272,13 +272,40 @@ def test_cmdb_ci_alone_is_the_only_ci(record):
     [
         {"link": "https://x/api/now/table/cmdb_ci/s1", "value": "s1"},
         {"value": "s1", "display_value": ""},
-        "s1",
+        "0a1b2c3d4e5f60718293a4b5c6d7e8f9",  # a plain sys_id names no CI
+        "",
         None,
     ],
 )
 def test_cmdb_ci_without_a_display_name_gives_no_ci(record, cmdb_ci):
     record["cmdb_ci"] = cmdb_ci
     assert parse(record).cis == ()
+
+
+@pytest.mark.parametrize("name", ["web-01", " web-01 ", "lnx-db-prod-01.example.com"])
+def test_a_plain_string_reference_is_the_cis_name(record, name):
+    """What a Business Rule sends with getDisplayValue()."""
+    record["cmdb_ci"] = name
+    assert parse(record).cis == (CI(name.strip()),)
+
+
+def test_a_plain_string_ci_item_of_an_affected_ci_is_its_name(record):
+    record["affected_cis"] = [{"ci_item": "web-02", "sys_class_name": "cmdb_ci_server"}]
+    record["cmdb_ci"] = ""
+    assert parse(record).cis == (CI("web-02", "cmdb_ci_server"),)
+
+
+def test_without_sys_mod_count_sys_updated_on_alone_orders_the_events(record):
+    del record["sys_mod_count"]
+    earlier = parse({**record, "sys_updated_on": "2024-06-10 14:02:31"}).version
+    later = parse({**record, "sys_updated_on": "2024-06-10 14:02:32"}).version
+    assert earlier < later
+
+
+def test_without_sys_mod_count_and_sys_updated_on_the_change_is_refused(record):
+    del record["sys_mod_count"]
+    record.pop("sys_updated_on", None)
+    assert invalid_field(record) == "sys_mod_count"
 
 
 def test_ci_class_given_as_a_value_object(record):
@@ -305,7 +332,7 @@ def test_affected_cis_is_not_a_flattened_field(record):
 # --- invalid records ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("field", ["number", "state", "sys_mod_count"])
+@pytest.mark.parametrize("field", ["number", "state"])
 def test_missing_required_field_is_named(record, field):
     del record[field]
     assert invalid_field(record) == field
@@ -322,7 +349,6 @@ def test_missing_required_field_is_named(record, field):
         ("state", None),
         ("state", True),
         ("state", "-2.5"),
-        ("sys_mod_count", ""),
         ("sys_mod_count", "abc"),
         ("sys_mod_count", "1.5"),
         ("sys_mod_count", 1.5),

@@ -4,13 +4,13 @@ their blast radius (a condition never matches more than the change's CIs)."""
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InvalidChange
 from ..model import CI
+from .patterns import compile_pattern
 
 MAX_CONDITION_CHARS = 25_000  # BigPanda's documented limit (one page says 80,000: use the lower)
 OPERATORS = ("=", "!=", "===", "IN", "NOT IN", "AND", "OR")
@@ -116,9 +116,9 @@ def _value_matches_all(value: Any) -> str | None:
         return f"= {pattern!r}, a wildcard alone"
     if value["type"] == "formal-regex":
         try:
-            compiled = re.compile(pattern)
-        except re.error:
-            return None  # BigPanda refuses it; not ours to judge
+            compiled = compile_pattern(pattern)
+        except ValueError:
+            return None  # not RE2 syntax: BigPanda's engine judges it; ours cannot
         if all(compiled.search(probe) for probe in PROBES):
             return f"= /{pattern}/, which finds any value"
     return None

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from ..model import lookup
+from .patterns import compile_pattern
 
 # `not_equals`, `not_in` and `not_contains` negate the positive test and, as in ServiceNow
 # (KB0715430: "is not" never returns empty values), also need the field to hold a value.
@@ -245,9 +246,9 @@ def _value(test: str, value: Any, what: str) -> Any:
         return _fold(value)
     if test == "regex" and isinstance(value, str):
         try:
-            return re.compile(value)
-        except (re.error, OverflowError, RecursionError) as exc:  # each means a bad pattern
-            raise ValueError(f"{what} is not a valid regex: {exc}") from None
+            return compile_pattern(value)
+        except ValueError as exc:
+            raise ValueError(f"{what} {exc}") from None
     needs = {
         "exists": "true or false",
         "in": "a list of one or more values",

@@ -87,6 +87,7 @@ class SourceMapping:
     targets: Mapping[str, Target]
     rules: tuple[Rule, ...]
     adopt_unmarked_plans: bool = False  # take over unmarked plans of keys its webhooks name
+    delivery_id_header: str | None = None  # the sender's id of each delivery: repeats ignored
 
 
 def load_mappings(directory: Path, secrets: Mapping[str, str] | None) -> dict[str, SourceMapping]:
@@ -184,12 +185,18 @@ def _verifiers(
             errors += leaves(exc.messages, ("auth", index))
             continue
         if secrets is None:  # loaded to check or preview: accept no webhook at all
-            verifiers.append(Verifier(kind="refuse", secret=b""))
-        elif not secrets.get(config["secret_env"]):
-            message = f"environment variable {config['secret_env']} is not set"
-            errors.append((("auth", index, "secret_env"), message))
+            verifiers.append(Verifier(kind="refuse", secrets=()))
+        elif config["optional"] and not secrets.get(config["secret_env"]):
+            continue  # an optional method whose secret is unset is off
         else:
-            verifiers.append(build_verifier(config, secrets, f"auth[{index}]"))
+            try:
+                verifiers.append(build_verifier(config, secrets))
+            except ConfigError as exc:
+                errors.append((("auth", index, "secret_env"), str(exc)))
+    if not verifiers and not errors:
+        # Never read as `auth: none`: a source whose methods are all off accepts nothing.
+        message = "every method is optional and none has its secret set"
+        return (Verifier(kind="refuse", secrets=()),), [(("auth",), message)]
     return tuple(verifiers), errors
 
 
@@ -221,6 +228,7 @@ def _compile(path: Path, data: dict[str, Any], verifiers: tuple[Verifier, ...]) 
         targets={name: Target(**t) for name, t in (data.get("targets") or {}).items()},
         rules=tuple(_rule(rule) for rule in data["rules"]),
         adopt_unmarked_plans=data["adopt_unmarked_plans"],
+        delivery_id_header=data.get("delivery_id_header"),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,8 @@ from .dates import read_date
 from .loader import PlanRule, Rule, SourceMapping
 
 STATE_FIELDS = ("state", "state_label", "status")
+MAX_KEY_LENGTH = 255  # the key names Redis keys, job ids and log lines
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,12 @@ def _key(rule: Rule | None, mapping: SourceMapping, change: Change) -> str:
     key = template.render(change.fields, "maintenance_key")
     if not key:
         raise InvalidChange("maintenance_key", "is empty")
+    if len(key) > MAX_KEY_LENGTH:
+        raise InvalidChange(
+            "maintenance_key", f"is {len(key):,} characters; at most {MAX_KEY_LENGTH} are accepted"
+        )
+    if CONTROL.search(key):
+        raise InvalidChange("maintenance_key", f"holds a control character: {key[:80]!r}")
     if PART_SUFFIX.search(key):
         raise InvalidChange(
             "maintenance_key", f"{key!r} ends in #<number>, which marks split plans"

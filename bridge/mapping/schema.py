@@ -103,6 +103,8 @@ class AuthSchema(Schema):
         required=True, validate=validate.OneOf(["bearer", "basic", "header", "hmac-sha256"])
     )
     secret_env = fields.Str(required=True, validate=validate.Length(min=1))
+    previous_secret_env = fields.Str(validate=validate.Length(min=1))  # during a rotation
+    optional = fields.Bool(load_default=False)  # off while its secret is unset
     username = fields.Str()
     header = fields.Str()
     prefix = fields.Str()
@@ -196,6 +198,7 @@ class MappingFileSchema(Schema):
     defaults = fields.Dict()
     rules = fields.List(fields.Nested(RuleSchema), required=True, validate=validate.Length(min=1))
     adopt_unmarked_plans = fields.Bool(load_default=False)
+    delivery_id_header = fields.Str(validate=validate.Regexp(r"^[A-Za-z0-9-]{1,64}$"))
 
     @pre_load
     def _apply_defaults(self, data: Any, **kwargs: Any) -> Any:

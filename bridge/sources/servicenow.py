@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +28,7 @@ BOOLEAN_FIELDS = ("active", "on_hold", "outside_maintenance_schedule", "unauthor
 INTERNAL_DATE = "%Y-%m-%d %H:%M:%S"  # GlideDateTime's internal value: UTC, no zone designator
 TRUE_WORDS = {"1", "true", "yes"}
 MAX_MOD_COUNT = 10**9
+SYS_ID = re.compile(r"^[0-9a-fA-F]{32}$")
 FALSE_WORDS = {"0", "false", "no", ""}
 
 
@@ -44,8 +46,7 @@ def parse(raw: Mapping[str, Any]) -> Change:
     for name in BOOLEAN_FIELDS:
         if name in fields:
             fields[name] = _boolean(name, fields[name])
-    updated_on = _updated_on(fields)
-    version = (_mod_count(fields), updated_on)
+    version, updated_on = _version(fields)
     version_time = ("sys_updated_on", float(updated_on)) if updated_on else None
     return Change(
         source="servicenow",
@@ -120,11 +121,22 @@ def _boolean(name: str, raw: Any) -> bool | None:
     raise InvalidChange(name, f"is not a boolean: {raw!r}")
 
 
+def _version(fields: dict[str, Any]) -> tuple[tuple[int, int], int]:
+    """(sys_mod_count, sys_updated_on) orders the events of one change; a sender that leaves the
+    count out is ordered by sys_updated_on alone (its count reads 0). Also returns the time."""
+    updated_on = _updated_on(fields)
+    if fields.get("sys_mod_count") in (None, ""):
+        if not updated_on:
+            raise InvalidChange(
+                "sys_mod_count", "is missing, and so is sys_updated_on: one of them orders updates"
+            )
+        return (0, updated_on), updated_on
+    return (_mod_count(fields), updated_on), updated_on
+
+
 def _mod_count(fields: dict[str, Any]) -> int:
-    """sys_mod_count orders the events of one change; numbers may come as "12" or 12.0."""
+    """sys_mod_count as a whole number; numbers may come as "12" or 12.0."""
     raw = fields.get("sys_mod_count")
-    if raw is None or raw == "":
-        raise InvalidChange("sys_mod_count", "is missing: it orders the updates of a change")
     try:
         number = float(raw)
     except (TypeError, ValueError):
@@ -178,11 +190,13 @@ def _affected_ci(index: int, entry: Any) -> CI:
 
 
 def _display_name(reference: Any) -> str | None:
-    """A reference's name is its display_value; a bare {"link", "value"} carries none."""
+    """A reference's name is its display_value; a bare {"link", "value"} carries none. A plain
+    string (what getDisplayValue() sends) is the name, unless it is a 32-hex sys_id."""
     if isinstance(reference, dict):
-        name = reference.get("display_value")
-        return name.strip() if isinstance(name, str) and name.strip() else None
-    return None
+        reference = reference.get("display_value")
+    if not isinstance(reference, str) or not reference.strip() or SYS_ID.match(reference):
+        return None
+    return reference.strip()
 
 
 def _display_or_value(value: Any) -> Any:
