@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from typing import Any
 
@@ -13,10 +14,11 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 from werkzeug.exceptions import HTTPException
 
-from . import admin, metrics, openapi, webhooks
+from . import admin, logs, metrics, openapi, webhooks
 from .config import Settings
 from .errors import BridgeError, ConfigError, FieldError, PayloadTooLarge, QueueUnavailable
 from .jobs import QUEUE_NAME
+from .logs import event
 from .mapping.loader import load_mappings
 from .runtime import Runtime
 from .sandbox import create_sandbox
@@ -31,11 +33,13 @@ SANDBOX_FORCED = (
 
 def create_app(settings: Settings | None = None, redis: Redis | None = None) -> Flask:
     """Build the web app; refuses to start on an invalid mapping file or a missing secret."""
-    settings = settings or Settings.from_env()
+    if settings is None:  # a process of its own (gunicorn): its logging is set up here
+        logs.configure_from_env(os.environ)
+        settings = Settings.from_env()
     if redis is None:
         settings.require_service()
-        redis = connect(settings.redis_url)  # type: ignore[arg-type]
-    mappings = load_mappings(settings.mappings_dir, settings.secrets)
+        redis = connect(settings.redis_url, settings.redis_verify_tls)  # type: ignore[arg-type]
+    mappings = load_mappings(settings.mappings_dir, settings.secrets, settings.sources)
     queue = Queue(QUEUE_NAME, connection=redis, serializer=JSONSerializer)
     app = Flask("bridge")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -98,6 +102,9 @@ def _count_refused_webhook(response):
         # A stranger's made-up source name never becomes a metric series or a Redis field.
         label = source if source in runtime.mappings else metrics.UNKNOWN_SOURCE
         metrics.count_refused_webhook(runtime, label, response.status_code)
+        detail = (response.get_json(silent=True) or {}).get("detail", "")
+        event(log, "webhook refused", request_id=g.get("request_id"), source=label,
+              status=response.status_code, detail=str(detail)[:300])  # fmt: skip
     return response
 
 

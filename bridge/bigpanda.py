@@ -13,6 +13,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from bridge.errors import ConfigError, PermanentError, TransientError
+from bridge.logs import event
 from bridge.model import Plan, PlanStatus, normalized_fields
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ class BigPandaClient:
         read_timeout: float = 30.0,
         clock: Callable[[], float] = time.time,
         limiter: RateLimiter | None = None,
+        observer: Callable[[str, str, float], None] | None = None,
     ) -> None:
         self._base = _checked_base(base_url)
         self._origin = urlsplit(self._base)[:2]  # scheme and host: the only ones followed
@@ -48,6 +50,7 @@ class BigPandaClient:
         self._timeout = (connect_timeout, read_timeout)
         self._clock = clock
         self._limiter = limiter
+        self._observer = observer  # (method, status or error name, seconds) after each call
         self._session = requests.Session()
         # Retries live in one place (the RQ enqueue); a second layer here would multiply them.
         for scheme in ("http://", "https://"):
@@ -144,13 +147,9 @@ class BigPandaClient:
                 method, url, timeout=self._timeout, allow_redirects=False, **kwargs
             )
         except requests.RequestException as exc:
-            elapsed = (time.monotonic() - started) * 1000
-            log.debug(
-                "bigpanda %s %s failed (%s) in %.0f ms", method, path, type(exc).__name__, elapsed
-            )
+            self._observed(method, path, type(exc).__name__, started)
             raise self._network_error(method, path, exc) from None
-        elapsed = (time.monotonic() - started) * 1000
-        log.debug("bigpanda %s %s -> %s in %.0f ms", method, path, response.status_code, elapsed)
+        self._observed(method, path, str(response.status_code), started)
         status = response.status_code
         if 200 <= status < 300 or (missing_ok and status == 404):
             return response
@@ -160,6 +159,14 @@ class BigPandaClient:
             raise TransientError(status, message, retry_after)
         # 3xx lands here too: following a redirect could turn a POST into a GET or leak the token.
         raise PermanentError(status, message)
+
+    def _observed(self, method: str, path: str, status: str, started: float) -> None:
+        """One line per call, and the call's latency to whoever observes them (metrics)."""
+        seconds = time.monotonic() - started
+        event(log, "bigpanda call", method=method, path=path, status=status,
+              duration_ms=round(seconds * 1000, 1))  # fmt: skip
+        if self._observer is not None:
+            self._observer(method, status, seconds)
 
     def _network_error(self, method: str, path: str, exc: Exception) -> Exception:
         # Timeouts and dropped connections may succeed later; anything else (a malformed URL) won't.

@@ -13,6 +13,7 @@ from .errors import ConfigError
 DEFAULT_API_URL = "https://api.bigpanda.io"
 MIB = 1024 * 1024
 INSTANCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")  # as mapping files name their source
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class Settings:
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
     rate_limit: float = 5.0  # BigPanda requests per second per organization, all workers together
+    sources: frozenset[str] | None = None  # BRIDGE_SOURCES: serve only these (None: every file)
+    redis_verify_tls: bool = True  # False: accept a rediss:// certificate that is self-signed
     instance: str = "default"  # this deployment's name in the ownership mark of its plans
     dry_run: bool = False  # read BigPanda, write nothing, record what would have been written
     # The environment mapping files take their secrets from (by variable name).
@@ -60,6 +63,8 @@ class Settings:
             connect_timeout=_float(env, "BIGPANDA_CONNECT_TIMEOUT", 5.0),
             read_timeout=_float(env, "BIGPANDA_READ_TIMEOUT", 30.0),
             rate_limit=_float(env, "BIGPANDA_RATE_LIMIT", 5.0),
+            sources=_sources(env),
+            redis_verify_tls=_cert_reqs(env),
             instance=_instance(env),
             dry_run=_flag(env, "BRIDGE_DRY_RUN"),
             secrets=env,
@@ -94,6 +99,26 @@ def _sandbox_forced(env: Mapping[str, str]) -> bool:
         "BRIDGE_SANDBOX=1 serves the built-in sandbox, which is for `bridge dev`: set "
         "BIGPANDA_API_KEY, or BRIDGE_SANDBOX_FORCE=1 to serve the sandbox anyway"
     )
+
+
+def _sources(env: Mapping[str, str]) -> frozenset[str] | None:
+    raw = env.get("BRIDGE_SOURCES", "").strip()
+    if not raw:
+        return None
+    names = frozenset(name.strip() for name in raw.split(",") if name.strip())
+    bad = sorted(name for name in names if not SOURCE_NAME.match(name))
+    if bad or not names:
+        raise ConfigError(f"BRIDGE_SOURCES must list source names, comma-separated; got {raw!r}")
+    return names
+
+
+def _cert_reqs(env: Mapping[str, str]) -> bool:
+    """REDIS_SSL_CERT_REQS=none: Heroku Key-Value Store's rediss:// certificates are self-signed
+    (and its URL rotates, so the setting cannot live in the URL)."""
+    raw = (env.get("REDIS_SSL_CERT_REQS") or "required").strip().lower()
+    if raw not in ("required", "none"):
+        raise ConfigError(f"REDIS_SSL_CERT_REQS must be required or none, got {raw!r}")
+    return raw == "required"
 
 
 def _admin_token(env: Mapping[str, str]) -> str | None:

@@ -9,6 +9,7 @@ import logging
 import math
 import random
 import re
+import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterator, Mapping
@@ -24,14 +25,16 @@ from rq import Queue, Retry, get_current_job
 from rq.job import Job
 from rq.utils import utcformat
 
+from . import histograms
 from .bigpanda import BigPandaClient
 from .config import Settings
 from .converge import KeyReconciler
 from .errors import ConfigError, PermanentError, TransientError
+from .logs import event as log_event
 from .mapping.loader import SourceMapping, load_mappings
 from .model import ChangeRef
 from .ratelimit import RateLimiter
-from .store import PREFIX, JobWrite, Store
+from .store import PREFIX, STATS, JobWrite, Store
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +71,7 @@ def configure(
     that every worker shares through Redis (called once at worker start-up)."""
     global _context
     if mappings is None:
-        mappings = load_mappings(settings.mappings_dir, settings.secrets)
+        mappings = load_mappings(settings.mappings_dir, settings.secrets, settings.sources)
     clients = build_clients(settings, mappings, redis)
     adopting = frozenset(m.source for m in mappings.values() if m.adopt_unmarked_plans)
     _context = WorkerContext(clients, settings.instance, settings.dry_run, adopting)
@@ -107,6 +110,9 @@ def _client(settings: Settings, redis: Redis, url: str, token: str) -> BigPandaC
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
         limiter=limiter,
+        observer=lambda method, status, seconds: histograms.observe(
+            redis, STATS, "bigpanda_call_seconds", [method, status], seconds
+        ),
     )
 
 
@@ -185,7 +191,7 @@ def reconcile_change(source: str, maintenance_key: str) -> str:
     assert _context is not None
     change = ChangeRef(source, maintenance_key)
     store = Store(job.connection)
-    store.claim(change, job.id)
+    accepted = store.claim(change, job.id)
     with _key_lock(job, change) as lock:
         reconciler = KeyReconciler(
             store,
@@ -197,16 +203,25 @@ def reconcile_change(source: str, maintenance_key: str) -> str:
             adopt_unmarked=source in _context.adopting,
         )
         try:
-            return reconciler.converge()
+            outcome = reconciler.converge()
         except TransientError as exc:
             event = "retrying" if job.retries_left else "failed"  # RQ retries no more after this
             store.record(change, event, job=job.id, status=exc.http_status, error=exc.message)
             _honour_retry_after(job, exc.retry_after)
+            if accepted is not None and job.retries_left:
+                store.unclaim_time(change, accepted)
             raise
         except PermanentError as exc:
             store.record(change, "failed", job=job.id, status=exc.http_status, error=exc.message)
             job.retries_left = 0  # retrying cannot help: BigPanda refused the request itself
             raise
+    if accepted is not None:  # from the webhook's acceptance to BigPanda agreeing
+        histograms.observe(
+            job.connection, STATS, "agreed_seconds", [source], max(0.0, time.time() - accepted)
+        )
+    log_event(log, "reconcile done", job_id=job.id, source=source, key=maintenance_key,
+              outcome=outcome)  # fmt: skip
+    return outcome
 
 
 @contextmanager

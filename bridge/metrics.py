@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 from flask import Blueprint, Response, current_app, request
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
+from . import histograms
 from .runtime import Runtime
 from .store import STATS
 
@@ -70,10 +77,27 @@ class BridgeCollector(Collector):
                 events.add_metric([rest], value)
         yield webhooks
         yield events
+        yield from _histograms(stats)
         yield self._jobs()
+        yield self._oldest_queued()
         keys = GaugeMetricFamily("bridge_known_keys", "Changes the bridge remembers")
         keys.add_metric([], self.runtime.store.count_changes())
         yield keys
+
+    def _oldest_queued(self) -> Metric:
+        """How long the job at the head of the queue has waited: a stuck or starved worker."""
+        age = GaugeMetricFamily(
+            "bridge_oldest_queued_job_seconds", "Age of the oldest reconcile job waiting (0: none)"
+        )
+        queue = self.runtime.queue
+        ids = queue.get_job_ids(0, 0)
+        job = queue.fetch_job(ids[0]) if ids else None
+        enqueued = job.enqueued_at if job is not None else None
+        waited = (
+            (datetime.now(UTC) - enqueued.replace(tzinfo=UTC)).total_seconds() if enqueued else 0
+        )
+        age.add_metric([], max(0.0, waited))
+        return age
 
     def _jobs(self) -> Metric:
         queue = self.runtime.queue
@@ -83,6 +107,23 @@ class BridgeCollector(Collector):
         jobs.add_metric(["scheduled"], ScheduledJobRegistry(queue=queue).count)
         jobs.add_metric(["failed"], FailedJobRegistry(queue=queue).count)
         return jobs
+
+
+HISTOGRAM_HELP = {
+    "webhook_seconds": "Webhook handling time, from the request to the stored event",
+    "bigpanda_call_seconds": "BigPanda call latency, by method and status (or network error)",
+    "agreed_seconds": "Time from an accepted webhook to BigPanda holding its plan",
+}
+
+
+def _histograms(stats: dict[str, float]) -> Iterator[Metric]:
+    for name, series in histograms.read(stats).items():
+        family = HistogramMetricFamily(
+            f"bridge_{name}", HISTOGRAM_HELP.get(name, name), labels=list(histograms.LABELS[name])
+        )
+        for labels, found in sorted(series.items()):
+            family.add_metric(list(labels), found.buckets(), found.total)
+        yield family
 
 
 def webhook_source() -> str | None:

@@ -27,7 +27,8 @@ end
 #       hash, RQ's queue list and queue set.
 # ARGV: version JSON, decision JSON, "1" if the decision wants a plan, history JSON, RQ's job key
 #       prefix, history length, the stats counter prefix ("webhooks:<source>:"), the key of the
-#       sender's delivery id ("" when none), then the new job's id and its hash fields.
+#       sender's delivery id ("" when none), the webhook histogram's bucket and sum fields and
+#       the seconds to add, the time in ms, then the new job's id and its hash fields.
 INGEST = (
     PENDING_JOB
     + """
@@ -45,6 +46,12 @@ local function answer(verdict, job)
   redis.call('LPUSH', KEYS[2], cjson.encode(entry))
   redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[6]) - 1)
   redis.call('HINCRBY', KEYS[5], ARGV[7] .. verdict, 1)
+  redis.call('HINCRBY', KEYS[5], ARGV[9], 1)
+  redis.call('HINCRBYFLOAT', KEYS[5], ARGV[10], ARGV[11])
+  if verdict == 'enqueue' or verdict == 'joined' then
+    -- the oldest event a reconcile has yet to bring BigPanda to: for the agreed-time histogram
+    redis.call('HSETNX', KEYS[1], 'accepted_at', ARGV[12])
+  end
   return {verdict, job or ''}
 end
 -- A delivery the sender names, seen within a day: a redelivery, whatever it holds.
@@ -70,8 +77,8 @@ if ARGV[3] == '0' and not job and redis.call('EXISTS', KEYS[4]) == 1
   return answer('ignored')  -- no plan wanted and none remembered: nothing to do
 end
 if job then return answer('joined', job) end
-queue_job(6, 9)
-return answer('enqueue', ARGV[9])
+queue_job(6, 13)
+return answer('enqueue', ARGV[13])
 """
 )
 
@@ -88,10 +95,14 @@ return {'enqueue', ARGV[2]}
 """
 )
 
-# The worker takes over the pending job: later events then enqueue a new one.
+# The worker takes over the pending job: later events then enqueue a new one. Returns (and
+# clears) when the oldest event this reconcile serves was accepted, in ms (false: none).
 CLAIM = """
 if redis.call('HGET', KEYS[1], 'pending') == ARGV[1] then
   redis.call('HDEL', KEYS[1], 'pending')
 end
 redis.call('HDEL', KEYS[1], 'unclaimed')
+local accepted = redis.call('HGET', KEYS[1], 'accepted_at')
+redis.call('HDEL', KEYS[1], 'accepted_at')
+return accepted
 """

@@ -8,6 +8,7 @@ stores it, and either joins the reconcile already pending for the key or queues 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -17,10 +18,13 @@ from redis import Redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from . import histograms
+from .logs import event as log_event
 from .model import ChangeRef, Decision, DesiredPlan, NoPlan, Plan, SplitPlan
 from .ownership import change_of
 from .scripts import CLAIM, INGEST, REQUEST
 
+log = logging.getLogger(__name__)
 PREFIX = "bridge:"
 LEDGER_MARKER = PREFIX + "ledger-marker"  # absent: the key -> plan id memory may have been lost
 KNOWN_KEYS = PREFIX + "changes"  # members "<source>:<maintenance_key>" (ChangeRef.id)
@@ -109,9 +113,12 @@ class Store:
         job: JobWrite,
         event: dict[str, Any],
         delivery: str | None = None,
+        seconds: float = 0.0,
     ) -> IngestResult:
         """Order, store and coalesce one event; queues `job` unless one is pending already.
-        `delivery`, the sender's id of this delivery: a repeat within a day is a duplicate."""
+        `delivery`, the sender's id of this delivery: a repeat within a day is a duplicate.
+        `seconds`, the webhook's handling time so far, goes to its histogram."""
+        bucket, total = histograms.fields("webhook_seconds", [change.source], seconds)
         entry = {"at": int(time.time()), "event": "received", "version": list(version), **event}
         keys = [_change(change), _history(change), KNOWN_KEYS, LEDGER_MARKER, STATS]
         verdict, job_id = self._ingest(
@@ -125,6 +132,10 @@ class Store:
                 HISTORY_LENGTH,
                 f"webhooks:{change.source}:",
                 f"{PREFIX}delivery:{change.source}:{delivery}" if delivery else "",
+                bucket,
+                total,
+                repr(seconds),
+                int(time.time() * 1000),
                 job.id,
                 *job.fields,
             ],
@@ -146,9 +157,15 @@ class Store:
             return f"ignored: {decision.reason}"
         return "accepted"
 
-    def claim(self, change: ChangeRef, job_id: str) -> None:
-        """Mark the pending job as started so newer events enqueue a fresh reconcile."""
-        self._claim(keys=[_change(change)], args=[job_id])
+    def claim(self, change: ChangeRef, job_id: str) -> float | None:
+        """Mark the pending job as started so newer events enqueue a fresh reconcile; returns
+        when the oldest event it serves was accepted (epoch seconds), if any."""
+        accepted = self._claim(keys=[_change(change)], args=[job_id])
+        return int(accepted) / 1000 if accepted else None
+
+    def unclaim_time(self, change: ChangeRef, accepted: float) -> None:
+        """A reconcile that did not finish gives the time back to its retry."""
+        self.redis.hsetnx(_change(change), "accepted_at", int(accepted * 1000))
 
     def state(self, change: ChangeRef) -> KeyState:
         fields = ["desired", "plans", "create_uncertain", "version", "pending", "adoption_checked"]
@@ -201,8 +218,10 @@ class Store:
         return IngestResult(verdict.decode(), job_id.decode())  # type: ignore[arg-type]
 
     def record(self, change: ChangeRef, event: str, **details: Any) -> None:
-        """Add to the change's history (newest first, capped) and count the event for /metrics."""
+        """Add to the change's history (newest first, capped), count the event for /metrics and
+        log it: every decision of a reconcile passes here."""
         entry = json.dumps({"at": int(time.time()), "event": event, **details})
+        log_event(log, f"change {event}", source=change.source, key=change.key, **details)
         with self.redis.pipeline() as pipe:
             pipe.lpush(_history(change), entry).ltrim(_history(change), 0, HISTORY_LENGTH - 1)
             pipe.hincrby(STATS, f"events:{event}", 1)
@@ -239,8 +258,8 @@ class Store:
             "history_entries": int(self.redis.llen(_history(change))),
         }
 
-    def stats(self) -> dict[str, int]:
-        return {k.decode(): int(v) for k, v in self.redis.hgetall(STATS).items()}
+    def stats(self) -> dict[str, float]:
+        return {k.decode(): float(v) for k, v in self.redis.hgetall(STATS).items()}
 
     def history(self, change: ChangeRef) -> list[dict[str, Any]]:
         """Newest first."""
@@ -270,15 +289,19 @@ class Store:
         return sum(len(plans) for plans in ledger.values())
 
 
-def connect(url: str) -> Redis:
+def connect(url: str, verify_tls: bool = True) -> Redis:
     """A connection for RQ and the store (bytes answers, as RQ needs). Few, short retries: a
-    webhook must get its 503 within the sender's timeout, not after redis-py's default backoff."""
+    webhook must get its 503 within the sender's timeout, not after redis-py's default backoff.
+    `verify_tls` False accepts a rediss:// server's self-signed certificate (Heroku's); the
+    connection is still encrypted."""
+    tls = {"ssl_cert_reqs": "none"} if url.startswith("rediss://") and not verify_tls else {}
     return Redis.from_url(
         url,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
         socket_connect_timeout=2,
         socket_timeout=10,
         health_check_interval=30,
+        **tls,
     )
 
 

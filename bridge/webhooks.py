@@ -14,9 +14,10 @@ from redis.exceptions import RedisError
 from . import jobs, strict_json
 from .auth import authenticate
 from .errors import AuthError, BadPayload, QueueUnavailable, UnknownSource, UnsupportedMediaType
+from .logs import event
 from .mapping.extract import read_change
 from .mapping.loader import SourceMapping
-from .mapping.rules import decide
+from .mapping.rules import evaluate
 from .model import Change, ChangeRef, Decision, NoPlan, SplitPlan
 from .preview import preview
 from .runtime import Runtime
@@ -30,18 +31,31 @@ DELIVERY_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 @blueprint.post("/webhooks/<source>")
 def receive(source: str) -> tuple[dict[str, Any], int]:
     """Answer in milliseconds: 202 accepted, or 200 ignored with the reason."""
+    started = time.monotonic()
     runtime: Runtime = current_app.extensions["bridge"]
     mapping = _mapping(runtime, source)
     now = time.time()
     change = read_change(mapping, _payload(mapping), now)
-    decision = decide(mapping, change, now)
+    evaluation = evaluate(mapping, change, now)
+    decision = evaluation.decision
     g.maintenance_key = decision.maintenance_key
     try:
-        answer = _ingest(runtime, mapping, change, decision)
+        answer = _ingest(runtime, mapping, change, decision, started)
     except RedisError:
-        log.warning("source=%s key=%r redis unavailable", source, decision.maintenance_key)
+        log.warning("redis unavailable: source=%s key=%r", source, decision.maintenance_key)
         raise QueueUnavailable("Redis cannot take the job right now; retry later") from None
-    log.info("source=%s key=%r answer=%s", source, decision.maintenance_key, answer[0])
+    body = answer[0]
+    event(
+        log,
+        "webhook answered",
+        request_id=g.get("request_id"),
+        source=source,
+        key=decision.maintenance_key,
+        rule=evaluation.rule,
+        verdict=body.get("reason", "accepted"),
+        action=body.get("action"),
+        job_id=body.get("job_id"),
+    )
     return answer
 
 
@@ -80,13 +94,16 @@ def _payload(mapping: SourceMapping) -> dict[str, Any]:
 
 
 def _ingest(
-    runtime: Runtime, mapping: SourceMapping, change: Change, decision: Decision
+    runtime: Runtime, mapping: SourceMapping, change: Change, decision: Decision, started: float
 ) -> tuple[dict[str, Any], int]:
     key = decision.maintenance_key
     ref = ChangeRef(mapping.source, key)
     job = jobs.reconcile_job(runtime.queue, ref)
     event = {"source": mapping.source, "decision": describe(decision)}
-    result = runtime.store.ingest(ref, decision, change.version, job, event, _delivery(mapping))
+    seconds = time.monotonic() - started  # the handling time up to the store, for /metrics
+    result = runtime.store.ingest(
+        ref, decision, change.version, job, event, _delivery(mapping), seconds
+    )
     if result.verdict in ("stale", "duplicate"):
         return {"status": "ignored", "reason": result.verdict, "maintenance_key": key}, 200
     if result.verdict == "ignored":

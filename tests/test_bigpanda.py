@@ -333,13 +333,32 @@ def test_a_redirect_is_not_followed(bigpanda, client):
     assert len(bigpanda.received) == 1
 
 
-def test_each_call_is_logged_at_debug_without_the_token(bigpanda, client, caplog):
+def test_each_call_is_one_log_line_with_method_status_and_duration(bigpanda, client, caplog):
     bigpanda.reply(204)
-    with caplog.at_level(logging.DEBUG, logger="bridge.bigpanda"):
+    with caplog.at_level(logging.INFO, logger="bridge.bigpanda"):
         client.stop("p1")
     (record,) = [r for r in caplog.records if r.name == "bridge.bigpanda"]
-    assert f"POST {PLANS}/p1/stop -> 204 in" in record.getMessage()
+    assert record.getMessage() == "bigpanda call"
+    fields = dict(record.fields)
+    assert fields.pop("duration_ms") >= 0
+    assert fields == {"method": "POST", "path": f"{PLANS}/p1/stop", "status": "204"}
     assert TOKEN not in caplog.text
+
+
+def test_an_observer_sees_each_call_and_each_network_error(bigpanda):
+    seen = []
+    client = BigPandaClient(
+        bigpanda.url, TOKEN, read_timeout=0.2, observer=lambda *call: seen.append(call)
+    )
+    bigpanda.reply(201, plan_json()).reply(200, plan_json(), delay=1.0)
+    client.create({"name": "x"})
+    with pytest.raises(TransientError):
+        client.get("p1")
+    assert [(method, status) for method, status, _ in seen] == [
+        ("POST", "201"),
+        ("GET", "ReadTimeout"),
+    ]
+    assert all(seconds >= 0 for _, _, seconds in seen)
 
 
 def test_the_client_never_retries(bigpanda, client):

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from bridge.app import create_app
 from bridge.config import Settings
 from bridge.errors import ConfigError
+from bridge.logs import TextFormatter
 
 AUTH = {"Authorization": f"Bearer {SERVICENOW_TOKEN}"}
 SCHEDULED = "servicenow_change_scheduled.json"
@@ -129,10 +130,21 @@ def test_a_failed_authentication_is_logged_without_the_secret_and_counted(web, r
     assert int(redis_conn.hget("bridge:stats", "webhooks:servicenow:http_401")) == 1
 
 
-def test_logs_carry_the_key_quoted(web, caplog):
+def test_each_webhook_decision_is_one_log_line_with_its_fields(web, caplog):
     caplog.set_level(logging.INFO, logger="bridge")
-    send(web, {**servicenow_payload(SCHEDULED), "number": "CHG 7 'x'"})
-    assert any("key=\"CHG 7 'x'\"" in r.getMessage() for r in caplog.records)
+    answer = send(web, {**servicenow_payload(SCHEDULED), "number": "CHG 7 'x'"})
+
+    [record] = [r for r in caplog.records if r.getMessage() == "webhook answered"]
+    assert record.fields == {
+        "request_id": answer.headers["X-Request-Id"],
+        "source": "servicenow",
+        "key": "CHG 7 'x'",
+        "rule": "scheduled-or-implementing",
+        "verdict": "accepted",
+        "action": "upsert",
+        "job_id": answer.json["job_id"],
+    }
+    assert "key=\"CHG 7 'x'\"" in TextFormatter().format(record)  # quoted: no forged line
 
 
 # --- the fuzz: never a 5xx; nothing stored unless authentic and valid -----------------------------

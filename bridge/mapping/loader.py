@@ -3,7 +3,7 @@ Errors name the file, the line, the rule and the field."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,10 +90,13 @@ class SourceMapping:
     delivery_id_header: str | None = None  # the sender's id of each delivery: repeats ignored
 
 
-def load_mappings(directory: Path, secrets: Mapping[str, str] | None) -> dict[str, SourceMapping]:
+def load_mappings(
+    directory: Path, secrets: Mapping[str, str] | None, sources: Collection[str] | None = None
+) -> dict[str, SourceMapping]:
     """Every `*.yaml` in `directory`, by source name; any error stops the process. With secrets
-    None the files are checked without them (and accept no webhook): for previews and checks."""
-    errors, mappings = _load_all(directory, secrets)
+    None the files are checked without them (and accept no webhook): for previews and checks.
+    With `sources` (BRIDGE_SOURCES) only the files of those sources are loaded."""
+    errors, mappings = _load_all(directory, secrets, sources)
     if errors:
         more = f" (and {len(errors) - 1} more: run `bridge mappings check`)" if errors[1:] else ""
         raise ConfigError(errors[0] + more)
@@ -101,15 +104,15 @@ def load_mappings(directory: Path, secrets: Mapping[str, str] | None) -> dict[st
 
 
 def check_mappings(
-    directory: Path, secrets: Mapping[str, str] | None
+    directory: Path, secrets: Mapping[str, str] | None, sources: Collection[str] | None = None
 ) -> tuple[list[str], list[str]]:
     """(every error, the files that loaded) for `bridge mappings check`."""
-    errors, mappings = _load_all(directory, secrets)
+    errors, mappings = _load_all(directory, secrets, sources)
     return errors, sorted(str(m.path) for m in mappings.values())
 
 
 def _load_all(
-    directory: Path, secrets: Mapping[str, str] | None
+    directory: Path, secrets: Mapping[str, str] | None, sources: Collection[str] | None
 ) -> tuple[list[str], dict[str, SourceMapping]]:
     paths = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
     if not paths:
@@ -117,6 +120,8 @@ def _load_all(
     errors: list[str] = []
     mappings: dict[str, SourceMapping] = {}
     for path in paths:
+        if sources is not None and _declared_source(path) not in (*sources, None):
+            continue  # a source BRIDGE_SOURCES leaves out: not loaded, its secrets not needed
         try:
             mapping = load_file(path, secrets)
         except ConfigError as exc:
@@ -127,7 +132,22 @@ def _load_all(
             errors.append(f"{path}: source: {mapping.source!r} is already defined in {first}")
             continue
         mappings[mapping.source] = mapping
+    for name in sorted(set(sources or ()) - set(mappings)):
+        errors.append(
+            f"BRIDGE_SOURCES names {name!r}, which no mapping file in {directory} defines"
+        )
     return errors, mappings
+
+
+def _declared_source(path: Path) -> str | None:
+    """The `source:` a file declares; None when it cannot be read (then it is loaded, so that
+    its errors are reported)."""
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    source = document.get("source") if isinstance(document, dict) else None
+    return source if isinstance(source, str) else None
 
 
 def load_file(path: Path, secrets: Mapping[str, str] | None) -> SourceMapping:
