@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format bench clean
+.PHONY: help run test lint format bench lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -31,6 +31,18 @@ lint: $(BIN)/bridge ## ruff lint and format check
 format: $(BIN)/bridge ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# requirements.txt, what Heroku and the image install: pyproject's runtime dependencies (no
+# extras) pinned for the .python-version, on the index pip uses (its index-url, read at run time:
+# none set means PyPI). Kept pins stay unless pyproject needs others (`UPGRADE=1` bumps them all);
+# the last line `.` installs the project itself, with its `bridge` command.
+INDEX_URL = $(or $(PIP_INDEX_URL),$(shell $(BIN)/pip config get global.index-url 2>/dev/null))
+
+lock: $(BIN)/bridge ## pin the runtime dependencies in requirements.txt (Heroku, the image)
+	$(BIN)/uv pip compile pyproject.toml --quiet --universal \
+	  --python-version $$(cat .python-version) $(if $(INDEX_URL),--index-url $(INDEX_URL)) \
+	  $(if $(UPGRADE),--upgrade) --custom-compile-command "make lock" --output-file requirements.txt
+	printf '%s\n' '# the project itself (its `bridge` command), from this checkout' . >> requirements.txt
 
 clean: ## remove the virtualenv and local data
 	rm -rf $(VENV) var .pytest_cache
