@@ -16,6 +16,10 @@ from .auth import Verifier
 from .errors import AuthError, BadPayload
 from .model import ChangeRef, NoPlan, plans_of
 from .runtime import Runtime
+from .story import story
+
+# The web tier never calls BigPanda (SPEC): its story holds the remembered plan ids only.
+WEB_UNREAD = "not read by the web tier: see bridge show"
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("admin", __name__, url_prefix="/api")
@@ -35,9 +39,14 @@ def require_admin_token() -> None:
 @blueprint.get("/changes/<path:key>")
 def change(key: str) -> dict[str, Any]:
     """What the bridge remembers of one change: desired plan, plan ids, version, history.
-    `?source=` names the source; it may be left out while only one source knows the key."""
+    `?source=` names the source; it may be left out while only one source knows the key.
+    `?story=1`: the change's story instead (as `bridge show --json`, BigPanda not read)."""
     runtime = _runtime()
+    wants_story = _story_flag()
     ref = _known_change(key, request.args.get("source"))
+    if wants_story:
+        told = story(runtime.store, None, ref, unread=WEB_UNREAD)
+        return {"story": told.to_json()}
     state = runtime.store.state(ref)
     return {
         "source": ref.source,
@@ -62,6 +71,13 @@ def forget(key: str) -> dict[str, Any]:
     _runtime().store.forget(ref)
     log.warning("forgot %s on request %s: %s", ref, g.get("request_id"), dropped)
     return {"forgotten": dropped}
+
+
+def _story_flag() -> bool:
+    flag = request.args.get("story", "0")
+    if flag not in ("0", "1"):
+        raise BadPayload(f"story must be 1 or 0, got {flag[:16]!r}")
+    return flag == "1"
 
 
 def _known_change(key: str, source: str | None) -> ChangeRef:

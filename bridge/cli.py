@@ -1,9 +1,8 @@
-"""`bridge`: dev, serve, worker, reconcile, forget, mappings check, preview and jobs."""
+"""`bridge`: dev, serve, worker, reconcile, show, forget, mappings check, preview and jobs."""
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 import time
@@ -15,7 +14,7 @@ import click
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from . import failed_jobs, jobs, strict_json
+from . import failed_jobs, jobs, logs, strict_json
 from .config import Settings
 from .drift import find_drift
 from .errors import BadPayload, ConfigError, FieldError
@@ -23,16 +22,15 @@ from .mapping.loader import check_mappings, load_mappings
 from .model import ChangeRef
 from .preview import preview
 from .store import Store, connect
+from .story import story
 from .sweep import sweep
 from .worker import run_worker
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
 @click.group()
 def main() -> None:
     """Webhook bridge from change management to BigPanda maintenance plans."""
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format=LOG_FORMAT)
+    _fail_on(lambda: logs.configure_from_env(os.environ))
 
 
 @main.command()
@@ -57,8 +55,10 @@ def serve() -> None:
 def worker(burst: bool) -> None:
     """An RQ worker with its scheduler (retry intervals need it). SIGTERM finishes the job."""
     settings = _settings()
-    mappings = _fail_on(lambda: load_mappings(settings.mappings_dir, settings.secrets))
-    connection = connect(settings.redis_url)  # type: ignore[arg-type]
+    mappings = _fail_on(
+        lambda: load_mappings(settings.mappings_dir, settings.secrets, settings.sources)
+    )
+    connection = connect(settings.redis_url, settings.redis_verify_tls)  # type: ignore[arg-type]
     _fail_on(lambda: jobs.configure(settings, mappings, connection))
     run_worker(connection, burst=burst)
 
@@ -69,40 +69,74 @@ def worker(burst: bool) -> None:
     "--dry-run", is_flag=True, help="print what would be repaired, and why; queue nothing"
 )
 def reconcile_command(every: int | None, dry_run: bool) -> None:
-    """Re-check every remembered change against BigPanda and repair drift (the workers do the
-    calls, at the shared rate limit); expire changes BigPanda has forgotten."""
-    if dry_run:
-        if every is not None:
-            raise click.UsageError("--dry-run runs once: leave out --every")
-        _dry_sweep()
-        return
-    connection = _redis()
-    queue = Queue(jobs.QUEUE_NAME, connection=connection, serializer=JSONSerializer)
+    """Compare every remembered change with one listing of BigPanda's plans and queue a repair
+    for each that differs (the workers make the calls, at the shared rate limit); expire changes
+    BigPanda has forgotten."""
+    if dry_run and every is not None:
+        raise click.UsageError("--dry-run runs once: leave out --every")
+    settings, connection, clients = _bigpanda_clients()
     store = Store(connection)
     while True:
-        with click.progressbar(length=store.count_changes(), label="sweeping changes") as bar:
-            counts = sweep(store, queue, time.time(), progress=lambda _change: bar.update(1))
-        click.echo(counts.summary())
+        click.echo("listing BigPanda's plans...", err=True)
+        with click.progressbar(length=store.count_changes(), label="comparing changes") as bar:
+            if dry_run:
+                report = find_drift(
+                    store, clients, settings.instance, time.time(), lambda _c: bar.update(1)
+                )
+            else:
+                queue = Queue(jobs.QUEUE_NAME, connection=connection, serializer=JSONSerializer)
+                counts = sweep(
+                    store, queue, clients, settings.instance, time.time(), lambda _c: bar.update(1)
+                )
+        if dry_run:
+            for repair in report.repairs:
+                click.echo(repair.line())
+        click.echo(report.summary() if dry_run else counts.summary())
         if every is None:
             return
         time.sleep(every)
 
 
-def _dry_sweep() -> None:
-    """Reads BigPanda (one listing, at the shared rate limit) and Redis; queues nothing."""
+def _bigpanda_clients():
+    """Settings, Redis and the BigPanda clients (each paced by the shared limiter)."""
     settings = _settings()
-    mappings = _fail_on(lambda: load_mappings(settings.mappings_dir, None))
-    connection = connect(settings.redis_url)  # type: ignore[arg-type]
+    mappings = _fail_on(lambda: load_mappings(settings.mappings_dir, None, settings.sources))
+    connection = connect(settings.redis_url, settings.redis_verify_tls)  # type: ignore[arg-type]
     clients = _fail_on(lambda: jobs.build_clients(settings, mappings, connection))
+    return settings, connection, clients
+
+
+@main.command("show")
+@click.argument("source")
+@click.argument("key")
+@click.option("--json", "as_json", is_flag=True, help="print the story as JSON")
+def show_command(source: str, key: str, as_json: bool) -> None:
+    """One change's story: each webhook and its verdict, each call and outcome of the worker,
+    and its remembered plans as BigPanda holds them now (one read each, at the shared rate
+    limit). Without BIGPANDA_API_KEY the story is told without BigPanda."""
+    settings = _fail_on(Settings.from_env)
+    if not settings.redis_url:
+        _exit("cannot start: REDIS_URL is not set")
+    connection = connect(settings.redis_url, settings.redis_verify_tls)
     store = Store(connection)
-    click.echo("listing BigPanda's plans...", err=True)
-    with click.progressbar(length=store.count_changes(), label="comparing changes") as bar:
-        report = find_drift(
-            store, clients, settings.instance, time.time(), progress=lambda _c: bar.update(1)
-        )
-    for repair in report.repairs:
-        click.echo(repair.line())
-    click.echo(report.summary())
+    change = ChangeRef(source, key)
+    if not store.is_known(change):
+        _exit(f"no change {key!r} of source {source!r} is known")
+    clients, unread = _story_clients(settings, connection)
+    told = story(store, clients, change, instance=settings.instance, unread=unread)
+    if as_json:
+        click.echo(json.dumps(told.to_json(), indent=2))
+    else:
+        click.echo("\n".join(told.lines()))
+
+
+def _story_clients(settings: Settings, connection) -> tuple[dict | None, str]:
+    """The BigPanda clients `show` reads through (as the worker's), or None and why not."""
+    try:
+        mappings = load_mappings(settings.mappings_dir, None, settings.sources)
+        return jobs.build_clients(settings, mappings, connection), ""
+    except ConfigError as exc:
+        return None, "not read: " + " ".join(str(exc).split())
 
 
 @main.command("forget")
@@ -142,7 +176,7 @@ def mappings_check(directory: Path | None, ignore_secrets: bool) -> None:
     """Validate every mapping file: prints OK or every error (missing secrets included)."""
     settings = _fail_on(Settings.from_env)
     secrets = None if ignore_secrets else settings.secrets
-    errors, files = check_mappings(directory or settings.mappings_dir, secrets)
+    errors, files = check_mappings(directory or settings.mappings_dir, secrets, settings.sources)
     for error in errors:
         click.echo(f"error: {error}", err=True)
     if errors:
@@ -162,7 +196,7 @@ def preview_command(source: str, payload, at: datetime | None) -> None:
     """What SOURCE's mapping would make of the PAYLOAD file (JSON): rules, plan, action.
     Nothing is stored or sent; secrets are not needed."""
     settings = _fail_on(Settings.from_env)
-    mappings = _fail_on(lambda: load_mappings(settings.mappings_dir, None))
+    mappings = _fail_on(lambda: load_mappings(settings.mappings_dir, None, settings.sources))
     if source not in mappings:
         known = ", ".join(sorted(mappings))
         _exit(f"no mapping file defines the source {source!r} (known: {known})")
@@ -225,7 +259,7 @@ def _redis():
     settings = _fail_on(Settings.from_env)
     if not settings.redis_url:
         _exit("cannot start: REDIS_URL is not set")
-    return connect(settings.redis_url)
+    return connect(settings.redis_url, settings.redis_verify_tls)
 
 
 def _exit(message: str) -> NoReturn:

@@ -175,9 +175,17 @@ def _admin_paths() -> dict[str, Any]:
     job_id = _parameter("job_id", "path", "The failed job's id", example=None)
     unauthorized = _unauthorized("send Authorization: Bearer <BRIDGE_ADMIN_TOKEN>")
     unknown = "No such change is known (every /api path is 404 without BRIDGE_ADMIN_TOKEN)"
+    story = {
+        "name": "story",
+        "in": "query",
+        "required": False,
+        "description": "1: the change's story (events in order, as `bridge show` tells it)",
+        "schema": {"enum": ["0", "1"]},
+    }
+    told = {"anyOf": [ref("ChangeState"), {"type": "object", "required": ["story"]}]}
     change = {
-        "200": _answer("What the bridge remembers of the change", ref("ChangeState")),
-        "400": _problem("Several sources know the key: name one with ?source="),
+        "200": _answer("What the bridge remembers of the change, or its story", told),
+        "400": _problem("Several sources know the key (name one with ?source=), or a bad ?story="),
         "401": unauthorized,
         "404": _problem(unknown),
     }
@@ -194,7 +202,11 @@ def _admin_paths() -> dict[str, Any]:
         "404": _problem("No failed reconcile job has this id"),
     }
     admin = {"security": [{"admin": []}]}
-    optional = [key, {**source, "required": False, "description": "When several know the key"}]
+    optional = [
+        key,
+        {**source, "required": False, "description": "When several know the key"},
+        story,
+    ]
     required = [key, source]
     return {
         "/api/changes/{key}": {
