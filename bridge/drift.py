@@ -1,5 +1,5 @@
-"""What a drift sweep would repair, and why, without queueing or writing anything
-(`bridge reconcile --dry-run`): one listing of BigPanda's plans, compared with the ledger."""
+"""Drift: each remembered change compared with one listing of BigPanda's plans (what a sweep
+repairs, and what `bridge reconcile --dry-run` prints, without queueing or writing anything)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from .bigpanda import BigPandaClient
 from .model import ChangeRef, DesiredPlan, Plan, plans_of
 from .ownership import Owner, change_of
 from .reconcile import differing_fields, reconcile
-from .store import Store
+from .store import KeyState, Store
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,25 @@ class DriftReport:
         )
 
 
+Listing = Mapping[str | None, Mapping[str, Plan]]  # by target, then by plan id
+
+
+@dataclass
+class ChangeDrift:
+    """One change compared with the listing: the calls that would repair it, and what the
+    listing showed of its remembered plans (`observed`: plan key -> (id, plan or None: gone))."""
+
+    change: ChangeRef
+    repairs: list[Repair] = field(default_factory=list)
+    observed: dict[str, tuple[str, Plan | None]] = field(default_factory=dict)
+    not_ours: int = 0
+
+
+def list_plans(clients: Mapping[str | None, BigPandaClient]) -> Listing:
+    """Every plan of every organization, by id: one pass over BigPanda's list (100 a page)."""
+    return {target: {p.id: p for p in client.list_plans()} for target, client in clients.items()}
+
+
 def find_drift(
     store: Store,
     clients: Mapping[str | None, BigPandaClient],
@@ -53,12 +72,17 @@ def find_drift(
     progress: Callable[[ChangeRef], None] | None = None,
 ) -> DriftReport:
     """Compare each remembered change with one listing of every organization's plans."""
-    listed = {target: {p.id: p for p in client.list_plans()} for target, client in clients.items()}
+    listed = list_plans(clients)
     report = DriftReport()
     remembered_ids: set[str] = set()
     for change in store.known_changes():
         report.changes += 1
-        remembered_ids |= _check_change(store, change, listed, instance, now, report)
+        state = store.state(change)
+        drift = check_change(change, state, listed, instance, now)
+        report.repairs += drift.repairs
+        report.in_sync += not drift.repairs
+        report.not_ours += drift.not_ours
+        remembered_ids |= {plan.id for plan in state.plans.values()}
         if progress:
             progress(change)
     report.unremembered = sum(
@@ -70,35 +94,28 @@ def find_drift(
     return report
 
 
-def _check_change(
-    store: Store,
-    change: ChangeRef,
-    listed: Mapping[str | None, Mapping[str, Plan]],
-    instance: str,
-    now: float,
-    report: DriftReport,
-) -> set[str]:
-    """Add the repairs of one change to the report; returns the plan ids it remembers."""
-    state, owner = store.state(change), Owner(instance, change.source)
+def check_change(
+    change: ChangeRef, state: KeyState, listed: Listing, instance: str, now: float
+) -> ChangeDrift:
+    """What a reconcile would do for the change, given the listing rather than the ledger."""
+    drift, owner = ChangeDrift(change), Owner(instance, change.source)
     if state.desired is None:  # rebuilt from a listing, no webhook since: kept as they are
-        report.in_sync += 1
-        return {plan.id for plan in state.plans.values()}
+        return drift
     wanted = plans_of(state.desired)
-    repairs = []
     for plan_key in sorted(set(wanted) | set(state.plans)):
         desired, remembered = wanted.get(plan_key), state.plans.get(plan_key)
         target = desired.target if desired else remembered.target if remembered else None
         actual = listed.get(target, {}).get(remembered.id) if remembered else None
         marked = owner.marked(desired) if desired else None
         why = _reason(marked, remembered is not None, actual, now)
+        if remembered:
+            drift.observed[plan_key] = (remembered.id, actual)
         if actual is not None and remembered and not (remembered.unmarked or owner.owns(actual)):
-            report.not_ours += 1
+            drift.not_ours += 1
             actual, why = None, "the remembered plan no longer carries this bridge's mark"
         calls = reconcile(marked, actual, now).calls
-        repairs += [Repair(change, plan_key, call.action, why) for call in calls]
-    report.repairs += repairs
-    report.in_sync += not repairs
-    return {plan.id for plan in state.plans.values()}
+        drift.repairs += [Repair(change, plan_key, call.action, why) for call in calls]
+    return drift
 
 
 def _reason(desired: DesiredPlan | None, remembered: bool, actual: Plan | None, now: float) -> str:

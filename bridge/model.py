@@ -197,6 +197,13 @@ def normalized_fields(body: Mapping[str, Any]) -> dict[str, Any]:
     return fields
 
 
+def body_of(plan: Plan) -> dict[str, Any]:
+    """A plan's owned fields in BigPanda's body shape (what a create sends), from a Plan."""
+    body = dict(plan.fields)
+    body["custom_tags"] = [{"name": n, "value": v} for n, v in body.get("custom_tags") or ()]
+    return body
+
+
 def lookup(fields: Mapping[str, Any], name: str) -> Any:
     """A change's field by its exact name, else by a dotted path into nested objects (lists are
     mapped over: Jira's `components.name` is the names of all components); missing: None."""

@@ -20,7 +20,7 @@ from redis.retry import Retry
 
 from . import histograms
 from .logs import event as log_event
-from .model import ChangeRef, Decision, DesiredPlan, NoPlan, Plan, SplitPlan
+from .model import ChangeRef, Decision, DesiredPlan, NoPlan, Plan, SplitPlan, body_of
 from .ownership import change_of
 from .scripts import CLAIM, INGEST, REQUEST
 
@@ -66,15 +66,19 @@ class KeyState:
 
 @dataclass(frozen=True)
 class RememberedPlan:
-    """The BigPanda id of a plan and the organization (target) that holds it. `unmarked`: an
-    adopted plan BigPanda would not let the bridge mark (it was running): ours by its id."""
+    """The BigPanda id of a plan, the organization (target) that holds it, and the plan as the
+    bridge last wrote or saw it (`written`, BigPanda's body shape): a reconcile decides from it
+    without reading the plan first. `unmarked`: an adopted plan BigPanda would not let the bridge
+    mark (it was running): ours by its id."""
 
     id: str
     target: str | None = None
     unmarked: bool = False
+    written: Mapping[str, Any] | None = None
 
-    def to_json(self) -> list:
-        return [self.id, self.target, True] if self.unmarked else [self.id, self.target]
+    def to_json(self) -> dict[str, Any]:
+        found = {"id": self.id, "target": self.target, "unmarked": self.unmarked}
+        return {**found, "written": dict(self.written)} if self.written is not None else found
 
 
 def decision_to_json(decision: Decision) -> str:
@@ -205,6 +209,24 @@ class Store:
         else:
             self.redis.hdel(_change(change), "create_uncertain")
 
+    def observe(self, change: ChangeRef, observed: Mapping[str, tuple[str, Plan | None]]) -> None:
+        """Leave what a sweep's listing showed of the change's plans (plan key -> (id, plan or
+        None: gone)) for its next reconcile, which holds the lock to act on it."""
+        encoded = {
+            key: {"id": plan_id, "plan": {**body_of(plan), "status": plan.status} if plan else None}
+            for key, (plan_id, plan) in observed.items()
+        }
+        self.redis.hset(_change(change), "observed", json.dumps(encoded, sort_keys=True))
+
+    def take_observed(self, change: ChangeRef) -> dict[str, tuple[str, dict[str, Any] | None]]:
+        """The sweep's observation of the change's plans, once (plans as BigPanda's bodies)."""
+        with self.redis.pipeline() as pipe:
+            raw, _ = (
+                pipe.hget(_change(change), "observed").hdel(_change(change), "observed").execute()
+            )
+        found = json.loads(raw) if raw else {}
+        return {key: (entry["id"], entry["plan"]) for key, entry in found.items()}
+
     def set_adoption_checked(self, change: ChangeRef) -> None:
         """The change's unmarked plans were looked for: the listing is not repeated."""
         self.redis.hset(_change(change), "adoption_checked", "1")
@@ -278,7 +300,7 @@ class Store:
             for plan in plans:
                 change = change_of(plan, instance)
                 if change is not None and plan.status != "ended":
-                    remembered = RememberedPlan(plan.id, target).to_json()
+                    remembered = RememberedPlan(plan.id, target, written=body_of(plan)).to_json()
                     ledger.setdefault(change, {})[plan.maintenance_key] = remembered  # type: ignore[index]
         with self.redis.pipeline() as pipe:
             for change, plans in ledger.items():
@@ -308,7 +330,7 @@ def connect(url: str, verify_tls: bool = True) -> Redis:
 def _plans_from_json(raw: bytes | None) -> dict[str, RememberedPlan]:
     if not raw:
         return {}
-    return {key: RememberedPlan(*value) for key, value in json.loads(raw).items()}
+    return {key: RememberedPlan(**value) for key, value in json.loads(raw).items()}
 
 
 def _change(change: ChangeRef) -> str:

@@ -1,19 +1,21 @@
-"""Drift repair and housekeeping: every remembered change is reconciled again against BigPanda.
-
-A plan deleted or edited by hand, or a change whose webhook a sender gave up on, is repaired by
-the reconcile the sweep asks for (the worker reads each remembered plan and corrects it). Keys
-with nothing left to manage expire once BigPanda has forgotten their plans (60 days after end).
-The changes visited are those a webhook named or whose plan carries this instance's mark (the
-ledger rebuild takes no other): a plan the bridge did not make is never swept.
+"""The drift sweep: one listing of BigPanda's plans compared with the ledger; a reconcile is
+queued only for a change that differs (a plan deleted or edited by hand, one that lost its mark,
+a wanted plan missing because a sender gave up on a webhook). A sweep of N changes costs
+ceil(N/100) list calls plus the repairs, at the shared rate limit. Changes with nothing left to
+manage expire once BigPanda has forgotten their plans (60 days after end). The changes visited
+are those a webhook named or whose plan carries this instance's mark (the ledger rebuild takes no
+other): a plan the bridge did not make is never swept.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from rq import Queue
 
+from .bigpanda import BigPandaClient
+from .drift import Listing, check_change, list_plans
 from .jobs import reconcile_job
 from .model import ChangeRef, plans_of
 from .store import KeyState, Store
@@ -28,31 +30,45 @@ class SweepCounts:
     keys: int = 0
     enqueued: int = 0
     already_pending: int = 0
+    in_sync: int = 0
     idle: int = 0
     expired: int = 0
 
     def summary(self) -> str:
         return (
-            f"{self.keys} keys: {self.enqueued} reconciles queued, {self.already_pending} "
-            f"already pending, {self.idle} with nothing to manage, {self.expired} expired"
+            f"{self.keys} changes: {self.enqueued} repairs queued, {self.already_pending} "
+            f"already pending, {self.in_sync} in sync, {self.idle} with nothing to manage, "
+            f"{self.expired} expired"
         )
 
 
 def sweep(
-    store: Store, queue: Queue, now: float, progress: Callable[[str], None] | None = None
+    store: Store,
+    queue: Queue,
+    clients: Mapping[str | None, BigPandaClient],
+    instance: str,
+    now: float,
+    progress: Callable[[str], None] | None = None,
 ) -> SweepCounts:
-    """Queue a reconcile for every change that has or wants a plan; expire the forgotten ones."""
+    """List BigPanda once, then queue a reconcile for each change that differs from it."""
+    listed = list_plans(clients)
     counts = SweepCounts()
     for change in store.known_changes():
         counts.keys += 1
-        _sweep_change(store, queue, change, now, counts)
+        _sweep_change(store, queue, change, listed, instance, now, counts)
         if progress:
             progress(change.id)
     return counts
 
 
 def _sweep_change(
-    store: Store, queue: Queue, change: ChangeRef, now: float, counts: SweepCounts
+    store: Store,
+    queue: Queue,
+    change: ChangeRef,
+    listed: Listing,
+    instance: str,
+    now: float,
+    counts: SweepCounts,
 ) -> None:
     state = store.state(change)
     if _nothing_to_manage(state, now):
@@ -62,6 +78,11 @@ def _sweep_change(
         else:
             counts.idle += 1
         return
+    drift = check_change(change, state, listed, instance, now)
+    if not drift.repairs:
+        counts.in_sync += 1
+        return
+    store.observe(change, drift.observed)  # the reconcile acts on what the listing showed
     if store.request_reconcile(change, reconcile_job(queue, change)).verdict == "enqueue":
         counts.enqueued += 1
     else:

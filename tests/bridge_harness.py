@@ -139,6 +139,18 @@ def drain(redis: Redis, settings, rounds: int) -> bool:
     return queued_jobs(redis) == 0
 
 
+def sweep_now(redis: Redis, settings: Settings):
+    """One drift sweep, as `bridge reconcile` runs it: one listing, repairs queued."""
+    from bridge.mapping.loader import load_mappings
+    from bridge.store import Store
+    from bridge.sweep import sweep
+
+    mappings = load_mappings(settings.mappings_dir, settings.secrets, settings.sources)
+    clients = jobs.build_clients(settings, mappings, redis)
+    queue = Queue(jobs.QUEUE_NAME, connection=redis, serializer=JSONSerializer)
+    return sweep(Store(redis), queue, clients, settings.instance, time.time())
+
+
 def queued_jobs(redis: Redis) -> int:
     return Queue(jobs.QUEUE_NAME, connection=redis, serializer=JSONSerializer).count
 

@@ -32,6 +32,7 @@ PROJECT = canonicalize_name(PYPROJECT["project"]["name"])
 # README variables an operator does not set on Heroku, so app.json leaves them out:
 NOT_ON_HEROKU = {
     "PORT": "Heroku assigns it to each dyno",
+    "WEB_CONCURRENCY": "Heroku's Python buildpack sets it from the dyno's memory",
     "REDIS_URL": "the heroku-redis add-on sets it (and rotates it)",
     "BRIDGE_SANDBOX": "dev only: `bridge dev` sets it; web and worker refuse it otherwise",
     "BRIDGE_SANDBOX_TOKEN": "dev only, as BRIDGE_SANDBOX",

@@ -14,6 +14,7 @@ from bridge_harness import (
     queued_jobs,
     run_worker,
     servicenow_payload,
+    sweep_now,
 )
 from click.testing import CliRunner
 from rq import Queue
@@ -24,7 +25,7 @@ from bridge.app import create_app
 from bridge.cli import main
 from bridge.model import ChangeRef
 from bridge.store import Store
-from bridge.sweep import RETENTION_SECONDS, sweep
+from bridge.sweep import RETENTION_SECONDS
 
 KEY = "CHG0030412"
 MAPPINGS = Path(__file__).parent.parent / "mappings"
@@ -64,7 +65,7 @@ def queue(redis_conn) -> Queue:
 def test_a_plan_deleted_by_hand_is_created_again(planned, redis_conn, settings, bigpanda):
     sandbox("DELETE", bigpanda, f"{PLANS}/{planned['id']}")
 
-    counts = sweep(Store(redis_conn), queue(redis_conn), time.time())
+    counts = sweep_now(redis_conn, settings)
     run_worker(redis_conn, settings)
 
     assert (counts.keys, counts.enqueued) == (1, 1)
@@ -78,24 +79,59 @@ def test_a_plan_deleted_by_hand_is_created_again(planned, redis_conn, settings, 
 
 def test_a_plan_edited_by_hand_is_put_back(planned, redis_conn, settings, bigpanda):
     sandbox("PATCH", bigpanda, f"{PLANS}/{planned['id']}", {"name": "edited by hand"})
+    bigpanda.requests.clear()
 
-    sweep(Store(redis_conn), queue(redis_conn), time.time())
+    sweep_now(redis_conn, settings)
     run_worker(redis_conn, settings)
 
     [plan] = bigpanda.plans()
     assert (plan["id"], plan["name"]) == (planned["id"], planned["name"])
+    writes = [(m, p) for m, p in bigpanda.requests if m != "GET"]
+    assert writes == [("PATCH", f"/sandbox{PLANS}/{planned['id']}")]  # no read before it
 
 
-def test_a_key_with_a_reconcile_pending_is_not_queued_twice(planned, redis_conn):
-    store = Store(redis_conn)
-    first = sweep(store, queue(redis_conn), time.time())
-    second = sweep(store, queue(redis_conn), time.time())
+def test_a_sweep_of_changes_in_sync_is_one_listing_and_queues_nothing(
+    planned, redis_conn, settings, bigpanda
+):
+    bigpanda.requests.clear()
+
+    counts = sweep_now(redis_conn, settings)
+
+    assert (counts.keys, counts.in_sync, counts.enqueued) == (1, 1, 0)
+    assert bigpanda.requests == [("GET", f"/sandbox{PLANS}")]
+    assert queued_jobs(redis_conn) == 0
+
+
+def test_a_change_with_a_repair_pending_is_not_queued_twice(
+    planned, redis_conn, settings, bigpanda
+):
+    sandbox("DELETE", bigpanda, f"{PLANS}/{planned['id']}")
+    first = sweep_now(redis_conn, settings)
+    second = sweep_now(redis_conn, settings)
 
     assert (first.enqueued, second.enqueued, second.already_pending) == (1, 0, 1)
     assert queued_jobs(redis_conn) == 1
 
 
-def test_keys_with_nothing_to_manage_expire_after_the_retention(redis_conn):
+def test_a_listing_older_than_the_ledger_does_not_undo_a_newer_plan(
+    planned, web, redis_conn, settings, bigpanda
+):
+    """The sweep saw the plan gone; before its repair ran, a webhook's reconcile re-created it
+    under a new id: the repair must not act on the old observation (no second plan)."""
+    sandbox("DELETE", bigpanda, f"{PLANS}/{planned['id']}")
+    sweep_now(redis_conn, settings)  # observed: gone; a repair is queued
+    store = Store(redis_conn)
+    change = ChangeRef("servicenow", KEY)
+    run_worker(redis_conn, settings)  # the repair creates the plan again
+    [again] = bigpanda.plans()
+    store.observe(change, {KEY: (planned["id"], None)})  # a stale observation of the old id
+    store.request_reconcile(change, jobs.reconcile_job(queue(redis_conn), change))
+    run_worker(redis_conn, settings)
+
+    assert [plan["id"] for plan in bigpanda.plans()] == [again["id"]]
+
+
+def test_keys_with_nothing_to_manage_expire_after_the_retention(redis_conn, settings):
     store = Store(redis_conn)
     old, new = ChangeRef("servicenow", "CHG-OLD"), ChangeRef("jira", "CHG-NEW")
     redis_conn.sadd("bridge:changes", old.id, new.id)
@@ -103,20 +139,27 @@ def test_keys_with_nothing_to_manage_expire_after_the_retention(redis_conn):
     redis_conn.lpush(f"bridge:history:{old.id}", entry)
     redis_conn.lpush(f"bridge:history:{new.id}", json.dumps({"at": int(time.time()), "event": "x"}))
 
-    counts = sweep(store, queue(redis_conn), time.time())
+    counts = sweep_now(redis_conn, settings)
 
     assert (counts.expired, counts.idle) == (1, 1)
     assert list(store.known_changes()) == [new]
     assert store.history(old) == []
 
 
-def test_bridge_reconcile_prints_progress_and_a_summary(planned, redis_url):
-    result = CliRunner().invoke(main, ["reconcile"], env={"REDIS_URL": redis_url})
+def test_bridge_reconcile_prints_progress_and_a_summary(planned, redis_url, bigpanda):
+    env = {
+        "REDIS_URL": redis_url,
+        "BIGPANDA_API_KEY": SANDBOX_TOKEN,
+        "BIGPANDA_API_URL": bigpanda.url,
+        "BRIDGE_MAPPINGS": str(MAPPINGS),
+    }
+    result = CliRunner().invoke(main, ["reconcile"], env=env)
 
     assert result.exit_code == 0, result.output
-    assert "sweeping changes" in result.output
+    assert "comparing changes" in result.output
     assert result.output.strip().endswith(
-        "1 keys: 1 reconciles queued, 0 already pending, 0 with nothing to manage, 0 expired"
+        "1 changes: 0 repairs queued, 0 already pending, 1 in sync, 0 with nothing to manage, "
+        "0 expired"
     )
 
 
