@@ -10,16 +10,14 @@ from typing import Any
 from flask import Blueprint, Flask, current_app, g, request
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Queue
-from rq.serializers import JSONSerializer
 from werkzeug.exceptions import HTTPException
 
 from . import admin, logs, metrics, openapi, webhooks
 from .config import Settings
 from .errors import BridgeError, ConfigError, FieldError, PayloadTooLarge, QueueUnavailable
-from .jobs import QUEUE_NAME
 from .logs import event
 from .mapping.loader import load_mappings
+from .queue import queue_of
 from .runtime import Runtime
 from .sandbox import create_sandbox
 from .store import Store, connect
@@ -40,7 +38,7 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
         settings.require_service()
         redis = connect(settings.redis_url, settings.redis_verify_tls)  # type: ignore[arg-type]
     mappings = load_mappings(settings.mappings_dir, settings.secrets, settings.sources)
-    queue = Queue(QUEUE_NAME, connection=redis, serializer=JSONSerializer)
+    queue = queue_of(redis)
     app = Flask("bridge")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.extensions["bridge"] = Runtime(settings, redis, Store(redis), queue, mappings)

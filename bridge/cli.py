@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import NoReturn
 
 import click
-from rq import Queue
-from rq.serializers import JSONSerializer
 
 from . import failed_jobs, jobs, logs, strict_json
 from .config import Settings
@@ -21,6 +19,7 @@ from .errors import BadPayload, ConfigError, FieldError
 from .mapping.loader import check_mappings, load_mappings
 from .model import ChangeRef
 from .preview import preview
+from .queue import queue_of
 from .store import Store, connect
 from .story import story
 from .sweep import sweep
@@ -84,7 +83,7 @@ def reconcile_command(every: int | None, dry_run: bool) -> None:
                     store, clients, settings.instance, time.time(), lambda _c: bar.update(1)
                 )
             else:
-                queue = Queue(jobs.QUEUE_NAME, connection=connection, serializer=JSONSerializer)
+                queue = queue_of(connection)
                 counts = sweep(
                     store, queue, clients, settings.instance, time.time(), lambda _c: bar.update(1)
                 )

@@ -16,6 +16,7 @@ from rq.serializers import JSONSerializer
 from . import jobs
 from .errors import PermanentError, TransientError
 from .model import ChangeRef
+from .queue import QUEUE_NAME, RETRY_INTERVALS
 from .store import Store
 
 RECONCILE = f"{jobs.reconcile_change.__module__}.{jobs.reconcile_change.__qualname__}"
@@ -50,7 +51,7 @@ class FailedJob:
 
 
 def failed_registry(connection: Redis) -> FailedJobRegistry:
-    return FailedJobRegistry(jobs.QUEUE_NAME, connection=connection, serializer=JSONSerializer)
+    return FailedJobRegistry(QUEUE_NAME, connection=connection, serializer=JSONSerializer)
 
 
 def list_failed(connection: Redis) -> list[FailedJob]:
@@ -78,7 +79,7 @@ def requeue(connection: Redis, job_id: str) -> ChangeRef | None:
     # RQ's requeue keeps retries_left, which is 0 here: a failed reconcile used its retries up or
     # was refused for good (jobs.py sets 0). Without this a requeued job would get no retry at all.
     if job.retry_intervals:
-        job.retries_left = len(jobs.RETRY_INTERVALS)  # the budget reconcile_job gives every job
+        job.retries_left = len(RETRY_INTERVALS)  # the budget every reconcile job gets
     try:
         registry.requeue(job)  # saves the job (with retries_left) and enqueues it
     except InvalidJobOperation:  # someone else requeued or deleted it meanwhile

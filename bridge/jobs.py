@@ -4,26 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import math
-import random
-import re
 import time
 import uuid
-import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from enum import Enum
 
 from redis import Redis
 from redis.exceptions import LockError
 from redis.lock import Lock
-from rq import Queue, Retry, get_current_job
+from rq import get_current_job
 from rq.job import Job
-from rq.utils import utcformat
 
 from . import histograms
 from .bigpanda import BigPandaClient
@@ -34,15 +27,11 @@ from .logs import event as log_event
 from .mapping.loader import SourceMapping, load_mappings
 from .model import ChangeRef
 from .ratelimit import RateLimiter
-from .store import PREFIX, STATS, JobWrite, Store
+from .scripts import RELEASE_ATTEMPT
+from .store import PREFIX, STATS, Store
 
 log = logging.getLogger(__name__)
 
-QUEUE_NAME = "bridge"
-# Transient BigPanda failures: 8 retries, the first within seconds (a blip heals in well under a
-# minute), growing to half an hour; about 53 minutes in all. Each job gets its own jitter.
-RETRY_INTERVALS = (2, 5, 15, 45, 120, 300, 900, 1800)
-RETRY_JITTER = 0.2
 # The per-key lock outlives one slow BigPanda call (30 s read timeout); it is renewed before
 # every write, and a job that lost it stops writing (fencing).
 LOCK_SECONDS = 45
@@ -116,70 +105,6 @@ def _client(settings: Settings, redis: Redis, url: str, token: str) -> BigPandaC
     )
 
 
-def _new_job_id(change: ChangeRef) -> str:
-    """RQ job ids allow only letters, digits, _ and -: a readable slug plus a unique suffix."""
-    slug = re.sub(r"[^A-Za-z0-9_-]", "_", change.key)[:60]
-    return f"reconcile-{change.source}-{slug}-{uuid.uuid4().hex[:12]}"
-
-
-def reconcile_job(queue: Queue, change: ChangeRef) -> JobWrite:
-    """A new reconcile job of one change, as the hash fields RQ itself writes on enqueue. The store
-    writes and queues it in the script that marks it pending (RQ's own unique enqueue is such a
-    script): one round trip, and never a pending mark without its job or a job without its mark.
-    Transient failures are retried by RQ's scheduler.
-
-    RQ's create_job and to_dict would cost more than the rest of a webhook's work, so they run
-    once per queue, for a template; each job copies it and sets what differs from job to job."""
-    template = _templates.get(queue.name) or _template(queue)
-    job_id = _new_job_id(change)
-    now = utcformat(datetime.now(UTC))
-    call = (template["func_name"], None, [change.source, change.key], {})  # RQ's `data`
-    fields = {
-        **template["fields"],
-        "data": zlib.compress(queue.serializer.dumps(call)),
-        "description": f"reconcile {change}",
-        "created_at": now,
-        "enqueued_at": now,
-        "retry_intervals": json.dumps(retry_intervals()),
-    }
-    flat = [part for field in fields.items() for part in field]
-    return JobWrite(job_id, Job.key_for(job_id), queue.key, flat)
-
-
-_templates: dict[str, dict] = {}  # by queue name: RQ's fields of a reconcile job
-
-
-def _template(queue: Queue) -> dict:
-    job = queue.create_job(
-        reconcile_change,
-        args=("", ""),
-        retry=Retry(max=len(RETRY_INTERVALS), interval=list(RETRY_INTERVALS)),
-        result_ttl=3600,
-        failure_ttl=30 * 24 * 3600,
-        description="reconcile",
-    )
-    job.enqueued_at = datetime.now(UTC)  # what Queue.enqueue adds to a created job
-    written = {name: value for name, value in job.to_dict().items() if value is not None}
-    fields = {name: _hash_value(value) for name, value in written.items()}
-    _templates[queue.name] = {"func_name": job.func_name, "fields": fields}
-    return _templates[queue.name]
-
-
-def _hash_value(value: object) -> str | bytes:
-    if isinstance(value, Enum):  # the job's status: its value, not the enum's name
-        return str(value.value)
-    return value if isinstance(value, (str, bytes)) else str(value)
-
-
-def retry_intervals() -> list[int]:
-    """The retry intervals of one job: the base ones with +-20% jitter, so that jobs failed by
-    the same BigPanda blip (or 429) do not all come back in the same second."""
-    return [
-        max(1, round(i * random.uniform(1 - RETRY_JITTER, 1 + RETRY_JITTER)))
-        for i in RETRY_INTERVALS
-    ]
-
-
 def reconcile_change(source: str, maintenance_key: str) -> str:
     """Make BigPanda hold the newest desired plan(s) of one change.
 
@@ -232,12 +157,11 @@ def _key_lock(job: Job, change: ChangeRef) -> Iterator[Lock]:
     it to expire; should that attempt still be alive, its next fence check fails."""
     name = f"{PREFIX}lock:{change.id}"
     token = f"{job.id}:{uuid.uuid4().hex}"
+    # An earlier attempt's lock is deleted (compare-and-delete on its job id), then taken the
+    # ordinary way: redis-py's Lock is used only through its API.
+    job.connection.register_script(RELEASE_ATTEMPT)(keys=[name], args=[f"{job.id}:"])
     lock = job.connection.lock(name, timeout=LOCK_SECONDS, blocking_timeout=LOCK_SECONDS)
-    held = job.connection.get(name)
-    if held and held.decode().startswith(f"{job.id}:"):
-        job.connection.set(name, token, xx=True, px=LOCK_SECONDS * 1000)
-        lock.local.token = token.encode()
-    elif not lock.acquire(token=token):
+    if not lock.acquire(token=token):
         raise TransientError(0, f"{change} is being reconciled by another worker; retrying")
     try:
         yield lock

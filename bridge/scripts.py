@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-# The job queued for a key, if one is still waiting: KEYS[1] is the change hash, `prefix` RQ's.
-# The pending mark and its job are written by the same script, so a mark whose job is gone or
-# has started means no job waits: the next event queues a new one.
+# The job queued for a change, if one is still waiting: KEYS[1] is the change hash, `prefix` what
+# RQ puts before a job id to name its hash (from RQ's API). A job waits while it is marked
+# pending, RQ has written it, and no worker has claimed it. A mark whose job RQ never wrote (the
+# web process died between the two round trips) waits for nothing: the next event queues anew.
 PENDING_JOB = """
 local function pending_job(prefix)
   local id = redis.call('HGET', KEYS[1], 'pending')
-  if not id then return nil end
-  local status = redis.call('HGET', prefix .. id, 'status')
-  if status == 'queued' or status == 'scheduled' or status == 'deferred' then return id end
+  if id and redis.call('HEXISTS', KEYS[1], 'unclaimed') == 1
+     and redis.call('EXISTS', prefix .. id) == 1 then
+    return id
+  end
   return nil
 end
--- Write and queue the new job as RQ's enqueue would, and mark it pending. ARGV[first] is the job
--- id, the rest RQ's hash fields; KEYS[jobs] the job hash, then the queue list and RQ's queue set.
-local function queue_job(jobs, first)
-  redis.call('HSET', KEYS[jobs], unpack(ARGV, first + 1))
-  redis.call('RPUSH', KEYS[jobs + 1], ARGV[first])
-  redis.call('SADD', KEYS[jobs + 2], KEYS[jobs + 1])
-  redis.call('HSET', KEYS[1], 'pending', ARGV[first], 'unclaimed', '1')
+-- Mark the change pending under a new job id; the caller then enqueues that job through RQ.
+local function mark_pending(id)
+  redis.call('HSET', KEYS[1], 'pending', id, 'unclaimed', '1')
 end
 """
 
@@ -28,7 +26,7 @@ end
 # ARGV: version JSON, decision JSON, "1" if the decision wants a plan, history JSON, RQ's job key
 #       prefix, history length, the stats counter prefix ("webhooks:<source>:"), the key of the
 #       sender's delivery id ("" when none), the webhook histogram's bucket and sum fields and
-#       the seconds to add, the time in ms, then the new job's id and its hash fields.
+#       the seconds to add, the time in ms, then the new job's id.
 INGEST = (
     PENDING_JOB
     + """
@@ -77,20 +75,19 @@ if ARGV[3] == '0' and not job and redis.call('EXISTS', KEYS[4]) == 1
   return answer('ignored')  -- no plan wanted and none remembered: nothing to do
 end
 if job then return answer('joined', job) end
-queue_job(6, 13)
+mark_pending(ARGV[13])
 return answer('enqueue', ARGV[13])
 """
 )
 
 # A reconcile asked for without an event (the drift sweep): joins the pending job if any.
-# KEYS: change hash, the new job's hash, RQ's queue list and queue set.
-# ARGV: RQ's job key prefix, the new job's id and its hash fields.
+# KEYS: change hash. ARGV: RQ's job key prefix, the new job's id.
 REQUEST = (
     PENDING_JOB
     + """
 local job = pending_job(ARGV[1])
 if job then return {'joined', job} end
-queue_job(2, 2)
+mark_pending(ARGV[2])
 return {'enqueue', ARGV[2]}
 """
 )
@@ -105,4 +102,14 @@ redis.call('HDEL', KEYS[1], 'unclaimed')
 local accepted = redis.call('HGET', KEYS[1], 'accepted_at')
 redis.call('HDEL', KEYS[1], 'accepted_at')
 return accepted
+"""
+
+# A key lock left by an earlier attempt of the same job (its worker died): deleted, so that the
+# retry takes the lock at once. KEYS: the lock. ARGV: "<job id>:", the prefix of its tokens.
+RELEASE_ATTEMPT = """
+local held = redis.call('GET', KEYS[1])
+if held and string.sub(held, 1, #ARGV[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
 """

@@ -22,6 +22,7 @@ from . import histograms
 from .logs import event as log_event
 from .model import ChangeRef, Decision, DesiredPlan, NoPlan, Plan, SplitPlan, body_of
 from .ownership import change_of
+from .queue import job_key_prefix
 from .scripts import CLAIM, INGEST, REQUEST
 
 log = logging.getLogger(__name__)
@@ -30,8 +31,6 @@ LEDGER_MARKER = PREFIX + "ledger-marker"  # absent: the key -> plan id memory ma
 KNOWN_KEYS = PREFIX + "changes"  # members "<source>:<maintenance_key>" (ChangeRef.id)
 STATS = PREFIX + "stats"  # counters behind /metrics, shared by every process
 HISTORY_LENGTH = 50
-RQ_JOB_PREFIX = "rq:job:"
-RQ_QUEUES = "rq:queues"  # the set of queue keys RQ's enqueue adds to
 
 Verdict = Literal["stale", "duplicate", "ignored", "joined", "enqueue"]
 
@@ -40,16 +39,6 @@ Verdict = Literal["stale", "duplicate", "ignored", "joined", "enqueue"]
 class IngestResult:
     verdict: Verdict
     job_id: str | None
-
-
-@dataclass(frozen=True)
-class JobWrite:
-    """A reconcile job to queue if the key has none pending: RQ's hash fields, and its keys."""
-
-    id: str
-    hash_key: str  # rq:job:<id>
-    queue_key: str  # rq:queue:<name>
-    fields: list[str | bytes]  # name, value, name, value...
 
 
 @dataclass(frozen=True)
@@ -108,31 +97,33 @@ class Store:
         self._ingest = redis.register_script(INGEST)
         self._claim = redis.register_script(CLAIM)
         self._request = redis.register_script(REQUEST)
+        self._job_prefix = job_key_prefix()
 
     def ingest(
         self,
         change: ChangeRef,
         decision: Decision,
         version: Iterable[float],
-        job: JobWrite,
+        job_id: str,
         event: dict[str, Any],
         delivery: str | None = None,
         seconds: float = 0.0,
     ) -> IngestResult:
-        """Order, store and coalesce one event; queues `job` unless one is pending already.
+        """Order, store and coalesce one event; marks the change pending under `job_id` unless
+        a job waits already (verdict "enqueue": the caller then enqueues that job).
         `delivery`, the sender's id of this delivery: a repeat within a day is a duplicate.
         `seconds`, the webhook's handling time so far, goes to its histogram."""
         bucket, total = histograms.fields("webhook_seconds", [change.source], seconds)
         entry = {"at": int(time.time()), "event": "received", "version": list(version), **event}
         keys = [_change(change), _history(change), KNOWN_KEYS, LEDGER_MARKER, STATS]
         verdict, job_id = self._ingest(
-            keys=[*keys, *_job_keys(job)],
+            keys=keys,
             args=[
                 json.dumps(list(version)),
                 decision_to_json(decision),
                 "0" if isinstance(decision, NoPlan) else "1",
                 json.dumps(entry),
-                RQ_JOB_PREFIX,
+                self._job_prefix,
                 HISTORY_LENGTH,
                 f"webhooks:{change.source}:",
                 f"{PREFIX}delivery:{change.source}:{delivery}" if delivery else "",
@@ -140,8 +131,7 @@ class Store:
                 total,
                 repr(seconds),
                 int(time.time() * 1000),
-                job.id,
-                *job.fields,
+                job_id,
             ],
         )
         return IngestResult(verdict.decode(), job_id.decode() or None)  # type: ignore[arg-type]
@@ -231,12 +221,10 @@ class Store:
         """The change's unmarked plans were looked for: the listing is not repeated."""
         self.redis.hset(_change(change), "adoption_checked", "1")
 
-    def request_reconcile(self, change: ChangeRef, job: JobWrite) -> IngestResult:
-        """Ask for a reconcile of a change without an event: queue `job` ("enqueue"), or join the
-        one pending ("joined")."""
-        verdict, job_id = self._request(
-            keys=[_change(change), *_job_keys(job)], args=[RQ_JOB_PREFIX, job.id, *job.fields]
-        )
+    def request_reconcile(self, change: ChangeRef, job_id: str) -> IngestResult:
+        """Ask for a reconcile of a change without an event: mark it pending under `job_id`
+        ("enqueue": the caller enqueues it), or join the one pending ("joined")."""
+        verdict, job_id = self._request(keys=[_change(change)], args=[self._job_prefix, job_id])
         return IngestResult(verdict.decode(), job_id.decode())  # type: ignore[arg-type]
 
     def record(self, change: ChangeRef, event: str, **details: Any) -> None:
@@ -339,7 +327,3 @@ def _change(change: ChangeRef) -> str:
 
 def _history(change: ChangeRef) -> str:
     return f"{PREFIX}history:{change.id}"
-
-
-def _job_keys(job: JobWrite) -> list[str]:
-    return [job.hash_key, job.queue_key, RQ_QUEUES]

@@ -16,8 +16,8 @@ from rq import Queue
 
 from .bigpanda import BigPandaClient
 from .drift import Listing, check_change, list_plans
-from .jobs import reconcile_job
 from .model import ChangeRef, plans_of
+from .queue import enqueue_reconcile, new_job_id
 from .store import KeyState, Store
 
 RETENTION_SECONDS = 60 * 24 * 3600  # BigPanda returns a plan for 60 days after its end
@@ -83,7 +83,9 @@ def _sweep_change(
         counts.in_sync += 1
         return
     store.observe(change, drift.observed)  # the reconcile acts on what the listing showed
-    if store.request_reconcile(change, reconcile_job(queue, change)).verdict == "enqueue":
+    result = store.request_reconcile(change, new_job_id(change))
+    if result.verdict == "enqueue":
+        enqueue_reconcile(queue, change, result.job_id)
         counts.enqueued += 1
     else:
         counts.already_pending += 1

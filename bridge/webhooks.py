@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, current_app, g, request
 from redis.exceptions import RedisError
 
-from . import jobs, strict_json
+from . import strict_json
 from .auth import authenticate
 from .errors import AuthError, BadPayload, QueueUnavailable, UnknownSource, UnsupportedMediaType
 from .logs import event
@@ -20,6 +20,7 @@ from .mapping.loader import SourceMapping
 from .mapping.rules import evaluate
 from .model import Change, ChangeRef, Decision, NoPlan, SplitPlan
 from .preview import preview
+from .queue import enqueue_reconcile, new_job_id
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -98,12 +99,13 @@ def _ingest(
 ) -> tuple[dict[str, Any], int]:
     key = decision.maintenance_key
     ref = ChangeRef(mapping.source, key)
-    job = jobs.reconcile_job(runtime.queue, ref)
     event = {"source": mapping.source, "decision": describe(decision)}
     seconds = time.monotonic() - started  # the handling time up to the store, for /metrics
     result = runtime.store.ingest(
-        ref, decision, change.version, job, event, _delivery(mapping), seconds
+        ref, decision, change.version, new_job_id(ref), event, _delivery(mapping), seconds
     )
+    if result.verdict == "enqueue":  # the script marked it pending: RQ queues the job
+        enqueue_reconcile(runtime.queue, ref, result.job_id)
     if result.verdict in ("stale", "duplicate"):
         return {"status": "ignored", "reason": result.verdict, "maintenance_key": key}, 200
     if result.verdict == "ignored":

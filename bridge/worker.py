@@ -14,7 +14,7 @@ from rq.job import Job
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
-from .jobs import QUEUE_NAME
+from .queue import QUEUE_NAME
 
 # RQ notices a job whose worker died (SIGKILL, lost host) when the job's heartbeat expires and
 # some worker's maintenance pass runs. RQ's defaults make that minutes (heartbeat TTL = interval

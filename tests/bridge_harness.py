@@ -17,7 +17,7 @@ import requests
 from flask import Flask
 from hypothesis import strategies as st
 from redis import Redis
-from rq import Queue, SimpleWorker
+from rq import SimpleWorker
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
@@ -25,6 +25,7 @@ from werkzeug.serving import make_server
 
 from bridge import jobs
 from bridge.config import Settings
+from bridge.queue import queue_of
 from bridge.sandbox import create_sandbox
 
 PAYLOADS = Path(__file__).parent / "payloads"
@@ -110,13 +111,13 @@ def bridge_settings(redis_url: str, bigpanda_url: str) -> Settings:
 def run_worker(redis: Redis, settings: Settings) -> None:
     """Work the queue until it is empty, in this process (a real RQ worker, no fork)."""
     jobs.configure(settings, None, redis)
-    queue = Queue(jobs.QUEUE_NAME, connection=redis, serializer=JSONSerializer)
+    queue = queue_of(redis)
     SimpleWorker([queue], connection=redis, serializer=JSONSerializer).work(burst=True)
 
 
 def move_scheduled_jobs(redis: Redis) -> int:
     """Put every job waiting for a retry on the queue now (a burst worker runs no scheduler)."""
-    queue = Queue(jobs.QUEUE_NAME, connection=redis, serializer=JSONSerializer)
+    queue = queue_of(redis)
     registry = ScheduledJobRegistry(queue=queue)
     moved = 0
     for job_id in registry.get_job_ids(cleanup=False):
@@ -147,12 +148,12 @@ def sweep_now(redis: Redis, settings: Settings):
 
     mappings = load_mappings(settings.mappings_dir, settings.secrets, settings.sources)
     clients = jobs.build_clients(settings, mappings, redis)
-    queue = Queue(jobs.QUEUE_NAME, connection=redis, serializer=JSONSerializer)
+    queue = queue_of(redis)
     return sweep(Store(redis), queue, clients, settings.instance, time.time())
 
 
 def queued_jobs(redis: Redis) -> int:
-    return Queue(jobs.QUEUE_NAME, connection=redis, serializer=JSONSerializer).count
+    return queue_of(redis).count
 
 
 def servicenow_payload(name: str, start_in: timedelta = timedelta(hours=1)) -> dict[str, Any]:

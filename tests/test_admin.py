@@ -11,16 +11,15 @@ from urllib.parse import quote
 import pytest
 from bridge_harness import SERVICENOW_TOKEN, bridge_settings, servicenow_payload
 from click.testing import CliRunner
-from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 from scripted_bigpanda import ScriptedBigPanda
 
-from bridge import jobs
 from bridge.app import create_app
 from bridge.cli import main
 from bridge.model import ChangeRef, NoPlan
+from bridge.queue import RETRY_INTERVALS, new_job_id, queue_of
 from bridge.store import LEDGER_MARKER, Store
 
 ADMIN_TOKEN = "admin-test-token"
@@ -44,7 +43,7 @@ def settings(redis_url, redis_conn, bigpanda):
 
 @pytest.fixture
 def queue(redis_conn):
-    return Queue(jobs.QUEUE_NAME, connection=redis_conn, serializer=JSONSerializer)
+    return queue_of(redis_conn)
 
 
 @pytest.fixture
@@ -129,10 +128,9 @@ def test_the_change_view_after_a_created_plan(web, work, bigpanda):
 def ingest_no_plan(
     redis_conn, key: str, version: tuple[int, ...], reason: str, source: str = "servicenow"
 ) -> None:
-    queue = Queue(jobs.QUEUE_NAME, connection=redis_conn, serializer=JSONSerializer)
+    queue_of(redis_conn)
     change = ChangeRef(source, key)
-    job = jobs.reconcile_job(queue, change)
-    Store(redis_conn).ingest(change, NoPlan(key, reason), version, job, {})
+    Store(redis_conn).ingest(change, NoPlan(key, reason), version, new_job_id(change), {})
 
 
 def test_a_change_key_with_slash_hash_and_space_is_found_and_its_no_plan_shown(web, redis_conn):
@@ -218,7 +216,7 @@ def test_a_requeued_job_gets_its_retries_again(web, work, bigpanda, queue, redis
 
     web.post(f"/api/jobs/{job_id}/requeue", headers=ADMIN)
     job = Job.fetch(job_id, connection=redis_conn, serializer=JSONSerializer)
-    assert job.retries_left == len(jobs.RETRY_INTERVALS)
+    assert job.retries_left == len(RETRY_INTERVALS)
     bigpanda.reply(503, {"status": 503, "errors": ["try later"]})
     work()
 

@@ -51,14 +51,14 @@ from faulty_bigpanda import (
 from hypothesis import HealthCheck, Phase, given, settings, target
 from hypothesis import strategies as st
 from redis import Redis
-from rq import Queue, Worker
+from rq import Worker
 from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 
-from bridge import jobs
 from bridge.app import create_app
 from bridge.model import ChangeRef
+from bridge.queue import QUEUE_NAME, queue_of
 from bridge.store import Store, connect
 
 REPO = Path(__file__).parent.parent
@@ -216,10 +216,6 @@ def assert_invariant(
     assert not bigpanda.doubles, f"two live plans for one key at once: {bigpanda.doubles[:3]}"
     busiest = bigpanda.busiest(WINDOW)
     assert busiest <= MAX_PER_SECOND, f"{busiest} requests reached BigPanda within {WINDOW} s"
-
-
-def queue_of(redis: Redis) -> Queue:
-    return Queue(jobs.QUEUE_NAME, connection=redis, serializer=JSONSerializer)
 
 
 def pending_work(redis: Redis) -> int:
@@ -473,7 +469,7 @@ def busy_worker(
 ) -> tuple[subprocess.Popen, str] | None:
     """A worker process running a job, and the job's id: the one whose scheduler holds RQ's
     scheduler lock when it is busy (the worst case: retries wait until a survivor frees it)."""
-    name = redis.get(f"rq:scheduler-lock:{jobs.QUEUE_NAME}")
+    name = redis.get(f"rq:scheduler-lock:{QUEUE_NAME}")
     holder = redis.hget(f"rq:scheduler:{name.decode()}", "pid") if name else None
     busy = {w.pid: w.get_current_job_id() for w in Worker.all(connection=redis)}
     holds = {p.pid: holder is not None and int(holder) in descendants(p.pid) for p in processes}

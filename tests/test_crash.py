@@ -22,17 +22,17 @@ from bridge_harness import (
     serve_sandbox,
     servicenow_payload,
 )
-from rq import Queue, Worker
+from rq import Worker
 from rq.job import JobStatus
-from rq.serializers import JSONSerializer
 
 from bridge import jobs, worker
 from bridge.app import create_app
 from bridge.model import ChangeRef
+from bridge.queue import QUEUE_NAME, queue_of
 from bridge.store import Store
 
 REPO = Path(__file__).parent.parent
-SCHEDULER_LOCK = f"rq:scheduler-lock:{jobs.QUEUE_NAME}"
+SCHEDULER_LOCK = f"rq:scheduler-lock:{QUEUE_NAME}"
 KEY = "CHG0030412"
 CHANGE = ChangeRef("servicenow", KEY)
 SLOW_CREATE_SECONDS = 3.0
@@ -151,7 +151,7 @@ def test_a_worker_killed_with_the_scheduler_lock_does_not_hold_back_retries(
         os.kill(pid, signal.SIGKILL)
     first.wait()
 
-    queue = Queue(jobs.QUEUE_NAME, connection=redis_conn, serializer=JSONSerializer)
+    queue = queue_of(redis_conn)
     # A retry falling due a second later: a reconcile of a key with nothing to do.
     job = queue.enqueue_in(timedelta(seconds=1), jobs.reconcile_change, "servicenow", "CHG-NOTHING")
     took = wait_for(lambda: job.get_status() == JobStatus.FINISHED, 50, step=0.5)

@@ -7,15 +7,15 @@ from dataclasses import replace
 
 import pytest
 from bridge_harness import bridge_settings, run_worker
-from rq import Queue, Retry
+from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 from scripted_bigpanda import ScriptedBigPanda
 
-from bridge import jobs
 from bridge.model import ChangeRef, DesiredPlan, NoPlan
 from bridge.ownership import Owner
+from bridge.queue import RETRY_INTERVALS, enqueue_reconcile, new_job_id, queue_of
 from bridge.store import LEDGER_MARKER, RememberedPlan, Store
 
 KEY = "CHG0030412"
@@ -37,7 +37,7 @@ def store(redis_conn):
 
 @pytest.fixture
 def queue(redis_conn):
-    return Queue(jobs.QUEUE_NAME, connection=redis_conn, serializer=JSONSerializer)
+    return queue_of(redis_conn)
 
 
 @pytest.fixture
@@ -61,8 +61,7 @@ def desired(**changes) -> DesiredPlan:
 
 
 def submit(store: Store, queue: Queue, plan: DesiredPlan, version: int = 1) -> str:
-    job = jobs.reconcile_job(queue, CHANGE)
-    return store.ingest(CHANGE, plan, (version,), job, {}).job_id
+    return ingest(store, queue, plan, version).job_id
 
 
 def stored(plan: DesiredPlan, plan_id: str, status: str = "planned", mark=OWNER) -> dict:
@@ -165,68 +164,59 @@ def test_stop_refused_because_the_plan_already_ended_counts_as_done(store, queue
     assert store.history(CHANGE)[0]["event"] == "stopped"
 
 
-# --- the job the ingest script writes in place of RQ's enqueue ------------------------------------
+# --- the pending mark and RQ's own enqueue --------------------------------------------------------
 
 
-def test_the_queued_job_is_the_one_rqs_own_enqueue_would_write(store, queue, redis_conn):
-    ours = store.ingest(CHANGE, desired(), (1,), jobs.reconcile_job(queue, CHANGE), {})
-    enqueued = queue.enqueue(
-        jobs.reconcile_change,
-        "servicenow",
-        KEY,
-        retry=Retry(max=len(jobs.RETRY_INTERVALS), interval=list(jobs.RETRY_INTERVALS)),
-        result_ttl=3600,
-        failure_ttl=30 * 24 * 3600,
-        description=f"reconcile {CHANGE}",
-    )
+def ingest(store: Store, queue: Queue, plan, version: int):
+    """What the webhook does: the script decides and marks; RQ enqueues a job it asks for."""
+    result = store.ingest(CHANGE, plan, (version,), new_job_id(CHANGE), {})
+    if result.verdict == "enqueue":
+        enqueue_reconcile(queue, CHANGE, result.job_id)
+    return result
 
-    written = {name.decode() for name in redis_conn.hkeys(f"rq:job:{ours.job_id}")}
-    assert written == {name.decode() for name in redis_conn.hkeys(enqueued.key)}
+
+def test_the_queued_job_is_rqs_own_with_its_retries(store, queue, redis_conn):
+    ours = ingest(store, queue, desired(), 1)
+
     job = Job.fetch(ours.job_id, connection=redis_conn, serializer=JSONSerializer)
-    theirs = Job.fetch(enqueued.id, connection=redis_conn, serializer=JSONSerializer)
-    assert (job.func_name, job.args, job.kwargs) == (theirs.func_name, theirs.args, theirs.kwargs)
-    assert (job.origin, job.timeout, job.result_ttl, job.failure_ttl) == (
-        theirs.origin,
-        theirs.timeout,
-        theirs.result_ttl,
-        theirs.failure_ttl,
-    )
+    assert (job.func_name, job.args) == ("bridge.jobs.reconcile_change", ["servicenow", KEY])
     assert job.get_status() == JobStatus.QUEUED
-    assert job.retries_left == len(jobs.RETRY_INTERVALS)
-    assert job.enqueued_at is not None
-    assert queue.job_ids == [ours.job_id, theirs.id]
-    assert redis_conn.sismember("rq:queues", queue.key)
+    assert job.retries_left == len(RETRY_INTERVALS)
+    assert len(job.retry_intervals) == len(RETRY_INTERVALS)
+    assert (job.result_ttl, job.failure_ttl) == (3600, 30 * 24 * 3600)
+    assert queue.job_ids == [ours.job_id]
 
 
 def test_a_pending_mark_whose_job_was_deleted_does_not_hold_back_the_next_event(
     store, queue, redis_conn
 ):
-    first = store.ingest(CHANGE, desired(), (1,), jobs.reconcile_job(queue, CHANGE), {})
+    first = ingest(store, queue, desired(), 1)
     Job.fetch(first.job_id, connection=redis_conn, serializer=JSONSerializer).delete()
 
-    second = store.ingest(CHANGE, desired(), (2,), jobs.reconcile_job(queue, CHANGE), {})
+    second = ingest(store, queue, desired(), 2)
 
     assert second.verdict == "enqueue"
     assert queue.job_ids == [second.job_id]
 
 
-def test_events_that_join_a_pending_job_write_no_job_of_their_own(store, queue, redis_conn):
-    first = store.ingest(CHANGE, desired(), (1,), jobs.reconcile_job(queue, CHANGE), {})
-    later = [
-        store.ingest(
-            CHANGE,
-            desired(end=int(time.time()) + 5000 + n),
-            (n,),
-            jobs.reconcile_job(queue, CHANGE),
-            {},
-        )
-        for n in range(2, 6)
-    ]
+def test_a_mark_whose_enqueue_never_happened_holds_back_nothing(store, queue, redis_conn):
+    """The web process died between the script and RQ's enqueue: the next event queues anew."""
+    lost = store.ingest(CHANGE, desired(), (1,), new_job_id(CHANGE), {})
+    assert lost.verdict == "enqueue"
+
+    second = ingest(store, queue, desired(end=int(time.time()) + 9000), 2)
+
+    assert second.verdict == "enqueue"
+    assert queue.job_ids == [second.job_id]
+
+
+def test_events_that_join_a_pending_job_queue_no_job_of_their_own(store, queue, redis_conn):
+    first = ingest(store, queue, desired(), 1)
+    later = [ingest(store, queue, desired(end=int(time.time()) + 5000 + n), n) for n in range(2, 6)]
 
     assert {result.verdict for result in later} == {"joined"}
     assert {result.job_id for result in later} == {first.job_id}
     assert queue.job_ids == [first.job_id]
-    assert redis_conn.keys("rq:job:*") == [f"rq:job:{first.job_id}".encode()]
 
 
 # --- ownership: writes only to plans with this instance's and source's mark ---------------------

@@ -12,16 +12,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from rq import Queue
-from rq.serializers import JSONSerializer
 
-from bridge import jobs
 from bridge.cli import main
 from bridge.mapping.extract import read_change
 from bridge.mapping.loader import SourceMapping, load_mappings
 from bridge.mapping.rules import decide
 from bridge.model import ChangeRef
 from bridge.preview import preview
+from bridge.queue import enqueue_reconcile, new_job_id, queue_of
 from bridge.sources.jira import NEWEST
 from bridge.store import LEDGER_MARKER, Store
 
@@ -215,10 +213,12 @@ def ingest_like_the_webhook(redis_conn, mapping: SourceMapping, raw: dict) -> st
     """What POST /webhooks/<source> does after mapping: ingest, queueing a job when none waits."""
     change = read_change(mapping, raw)
     decision = decide(mapping, change, NOW)
-    queue = Queue(jobs.QUEUE_NAME, connection=redis_conn, serializer=JSONSerializer)
+    queue = queue_of(redis_conn)
     ref = ChangeRef(mapping.source, decision.maintenance_key)
-    job = jobs.reconcile_job(queue, ref)
-    return Store(redis_conn).ingest(ref, decision, change.version, job, {}).verdict
+    result = Store(redis_conn).ingest(ref, decision, change.version, new_job_id(ref), {})
+    if result.verdict == "enqueue":
+        enqueue_reconcile(queue, ref, result.job_id)
+    return result.verdict
 
 
 def test_on_an_empty_store_a_new_plan_would_be_accepted(mappings, redis_conn):

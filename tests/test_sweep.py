@@ -18,12 +18,11 @@ from bridge_harness import (
 )
 from click.testing import CliRunner
 from rq import Queue
-from rq.serializers import JSONSerializer
 
-from bridge import jobs
 from bridge.app import create_app
 from bridge.cli import main
 from bridge.model import ChangeRef
+from bridge.queue import enqueue_reconcile, new_job_id, queue_of
 from bridge.store import Store
 from bridge.sweep import RETENTION_SECONDS
 
@@ -59,7 +58,7 @@ def sandbox(method: str, bigpanda, path: str, body: dict | None = None) -> reque
 
 
 def queue(redis_conn) -> Queue:
-    return Queue(jobs.QUEUE_NAME, connection=redis_conn, serializer=JSONSerializer)
+    return queue_of(redis_conn)
 
 
 def test_a_plan_deleted_by_hand_is_created_again(planned, redis_conn, settings, bigpanda):
@@ -125,7 +124,8 @@ def test_a_listing_older_than_the_ledger_does_not_undo_a_newer_plan(
     run_worker(redis_conn, settings)  # the repair creates the plan again
     [again] = bigpanda.plans()
     store.observe(change, {KEY: (planned["id"], None)})  # a stale observation of the old id
-    store.request_reconcile(change, jobs.reconcile_job(queue(redis_conn), change))
+    result = store.request_reconcile(change, new_job_id(change))
+    enqueue_reconcile(queue(redis_conn), change, result.job_id)
     run_worker(redis_conn, settings)
 
     assert [plan["id"] for plan in bigpanda.plans()] == [again["id"]]
