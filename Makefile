@@ -9,10 +9,12 @@ BIN := $(VENV)/bin
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-$(BIN)/bridge: pyproject.toml
+# The venv gets the versions the lock pins (what Heroku and the image run), plus the tools.
+$(BIN)/bridge: pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,test]'
+	grep -v '^\.$$' requirements.txt > $(VENV)/constraints.txt
+	$(BIN)/pip install --quiet -c $(VENV)/constraints.txt -e '.[dev,test]'
 	@touch $@
 
 run: $(BIN)/bridge ## start web + worker + embedded Redis + sandbox BigPanda (bridge dev)
@@ -41,7 +43,8 @@ INDEX_URL = $(or $(PIP_INDEX_URL),$(shell $(BIN)/pip config get global.index-url
 lock: $(BIN)/bridge ## pin the runtime dependencies in requirements.txt (Heroku, the image)
 	$(BIN)/uv pip compile pyproject.toml --quiet --universal \
 	  --python-version $$(cat .python-version) $(if $(INDEX_URL),--index-url $(INDEX_URL)) \
-	  $(if $(UPGRADE),--upgrade) --custom-compile-command "make lock" --output-file requirements.txt
+	  $(if $(UPGRADE),--upgrade) $(if $(PACKAGE),--upgrade-package $(PACKAGE)) \
+	  --custom-compile-command "make lock" --output-file requirements.txt
 	printf '%s\n' '# the project itself (its `bridge` command), from this checkout' . >> requirements.txt
 
 clean: ## remove the virtualenv and local data

@@ -26,7 +26,8 @@ end
 # ARGV: version JSON, decision JSON, "1" if the decision wants a plan, history JSON, RQ's job key
 #       prefix, history length, the stats counter prefix ("webhooks:<source>:"), the key of the
 #       sender's delivery id ("" when none), the webhook histogram's bucket and sum fields and
-#       the seconds to add, the time in ms, then the new job's id.
+#       the seconds to add, the time in ms, the new job's id, and "1" for a dry run (preview:
+#       the verdict is decided by the same lines, and nothing is written).
 INGEST = (
     PENDING_JOB
     + """
@@ -38,7 +39,9 @@ local function compare(a, b)
   end
   return 0
 end
+local dry = ARGV[14] == '1'  -- a preview: the same verdict, nothing written
 local function answer(verdict, job)
+  if dry then return {verdict, job or ''} end
   local entry = cjson.decode(ARGV[4])
   entry['result'] = verdict
   redis.call('LPUSH', KEYS[2], cjson.encode(entry))
@@ -53,8 +56,11 @@ local function answer(verdict, job)
   return {verdict, job or ''}
 end
 -- A delivery the sender names, seen within a day: a redelivery, whatever it holds.
-if ARGV[8] ~= '' and not redis.call('SET', ARGV[8], '1', 'NX', 'EX', 86400) then
-  return answer('duplicate')
+if ARGV[8] ~= '' then
+  local seen = dry and redis.call('EXISTS', ARGV[8]) == 1
+  if seen or (not dry and not redis.call('SET', ARGV[8], '1', 'NX', 'EX', 86400)) then
+    return answer('duplicate')
+  end
 end
 local stored = redis.call('HGET', KEYS[1], 'version')
 if stored then
@@ -66,8 +72,10 @@ if stored then
     return answer('duplicate', job)
   end
 end
-redis.call('HSET', KEYS[1], 'version', ARGV[1], 'desired', ARGV[2])
-redis.call('SADD', KEYS[3], string.sub(KEYS[1], #'bridge:change:' + 1))
+if not dry then
+  redis.call('HSET', KEYS[1], 'version', ARGV[1], 'desired', ARGV[2])
+  redis.call('SADD', KEYS[3], string.sub(KEYS[1], #'bridge:change:' + 1))
+end
 local job = pending()
 if ARGV[3] == '0' and not job and redis.call('EXISTS', KEYS[4]) == 1
    and redis.call('HEXISTS', KEYS[1], 'plans') == 0
@@ -75,7 +83,7 @@ if ARGV[3] == '0' and not job and redis.call('EXISTS', KEYS[4]) == 1
   return answer('ignored')  -- no plan wanted and none remembered: nothing to do
 end
 if job then return answer('joined', job) end
-mark_pending(ARGV[13])
+if not dry then mark_pending(ARGV[13]) end
 return answer('enqueue', ARGV[13])
 """
 )

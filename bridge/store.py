@@ -113,10 +113,23 @@ class Store:
         a job waits already (verdict "enqueue": the caller then enqueues that job).
         `delivery`, the sender's id of this delivery: a repeat within a day is a duplicate.
         `seconds`, the webhook's handling time so far, goes to its histogram."""
+        return self._verdict(change, decision, version, job_id, event, delivery, seconds)
+
+    def _verdict(
+        self,
+        change: ChangeRef,
+        decision: Decision,
+        version: Iterable[float],
+        job_id: str,
+        event: dict[str, Any],
+        delivery: str | None,
+        seconds: float,
+        dry: bool = False,
+    ) -> IngestResult:
         bucket, total = histograms.fields("webhook_seconds", [change.source], seconds)
         entry = {"at": int(time.time()), "event": "received", "version": list(version), **event}
         keys = [_change(change), _history(change), KNOWN_KEYS, LEDGER_MARKER, STATS]
-        verdict, job_id = self._ingest(
+        verdict, found_job = self._ingest(
             keys=keys,
             args=[
                 json.dumps(list(version)),
@@ -132,23 +145,18 @@ class Store:
                 repr(seconds),
                 int(time.time() * 1000),
                 job_id,
+                "1" if dry else "0",
             ],
         )
-        return IngestResult(verdict.decode(), job_id.decode() or None)  # type: ignore[arg-type]
+        return IngestResult(verdict.decode(), found_job.decode() or None)  # type: ignore[arg-type]
 
     def predict(self, change: ChangeRef, decision: Decision, version: Iterable[float]) -> str:
-        """How ingest would answer now (read only): accepted, stale, duplicate or ignored."""
-        stored, desired, plans = self.redis.hmget(_change(change), ["version", "desired", "plans"])
-        if stored is not None:
-            old, new = json.loads(stored), list(version)
-            width = max(len(old), len(new))
-            old, new = old + [0] * (width - len(old)), new + [0] * (width - len(new))
-            if new < old:
-                return "ignored: stale"
-            if new == old and desired and desired.decode() == decision_to_json(decision):
-                return "ignored: duplicate"
-        if isinstance(decision, NoPlan) and not plans and self.ledger_intact():
-            return f"ignored: {decision.reason}"
+        """How ingest would answer now: the ingest script itself, told to write nothing."""
+        verdict = self._verdict(change, decision, version, "preview", {}, None, 0.0, dry=True)
+        if verdict.verdict in ("stale", "duplicate"):
+            return f"ignored: {verdict.verdict}"
+        if verdict.verdict == "ignored":
+            return f"ignored: {decision.reason if isinstance(decision, NoPlan) else 'not_selected'}"
         return "accepted"
 
     def claim(self, change: ChangeRef, job_id: str) -> float | None:

@@ -23,6 +23,7 @@ from .queue import QUEUE_NAME
 # the dead worker may still hold), and resumes from the key's state.
 HEARTBEAT_SECONDS = 5
 HEARTBEAT_GRACE_SECONDS = 10
+RQ_HEARTBEAT_GRACE_SECONDS = 60  # what RQ adds to a job's heartbeat TTL; a test pins it
 MAINTENANCE_SECONDS = 10
 # An idle worker blocks on the queue for worker_ttl - 15 s before it can run maintenance.
 WORKER_TTL_SECONDS = 20
@@ -54,11 +55,10 @@ class BridgeWorker(Worker):
         self.scheduler_lock.release_if_dead(self.connection)
         super().run_maintenance_tasks()
 
-    def get_heartbeat_ttl(self, job: Job) -> int:
-        if job.timeout and job.timeout > 0:
-            remaining = job.timeout - self.current_job_working_time
-            return int(min(remaining, self.job_monitoring_interval)) + HEARTBEAT_GRACE_SECONDS
-        return self.job_monitoring_interval + HEARTBEAT_GRACE_SECONDS
+    def get_heartbeat_ttl(self, job: Job, *args, **kwargs) -> int:
+        """RQ's own TTL (its signature differs between RQ 2 and 3), with our grace for RQ's."""
+        ttl = super().get_heartbeat_ttl(job, *args, **kwargs)
+        return ttl - RQ_HEARTBEAT_GRACE_SECONDS + HEARTBEAT_GRACE_SECONDS
 
 
 class SchedulerLockWatch:

@@ -185,3 +185,19 @@ def test_a_scheduler_lock_nobody_refreshes_is_freed_at_the_second_look(redis_con
 
     assert (first_look, too_soon, second_look) == (False, False, True)
     assert not redis_conn.exists(SCHEDULER_LOCK)
+
+
+def test_rqs_heartbeat_grace_is_what_the_worker_corrects_for(redis_conn):
+    """BridgeWorker shortens RQ's grace on a job's heartbeat (RQ adds a minute) so that a dead
+    worker's job is noticed in seconds: this fails the day RQ changes that grace."""
+    from rq import Worker
+    from rq.job import Job
+
+    from bridge.worker import HEARTBEAT_GRACE_SECONDS, RQ_HEARTBEAT_GRACE_SECONDS, make_worker
+
+    job = Job.create("builtins.len", args=("x",), connection=redis_conn, timeout=-1)
+    plain = Worker(["bridge"], connection=redis_conn, job_monitoring_interval=5)
+    ours = make_worker(redis_conn)
+
+    assert plain.get_heartbeat_ttl(job) == 5 + RQ_HEARTBEAT_GRACE_SECONDS
+    assert ours.get_heartbeat_ttl(job) == ours.job_monitoring_interval + HEARTBEAT_GRACE_SECONDS

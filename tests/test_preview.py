@@ -412,3 +412,31 @@ def test_preview_with_a_broken_folder_says_so_in_one_line(tmp_path):
     assert err == (
         f"bridge: cannot start: {tmp_path}/f.yaml: must be a mapping of settings, not list\n"
     )
+
+
+def test_preview_and_webhook_agree_when_a_job_is_pending(mappings, redis_conn):
+    """One verdict, one place: the preview runs the ingest script itself, writing nothing."""
+    store = Store(redis_conn)
+    redis_conn.set(LEDGER_MARKER, 1)
+    scheduled = sample("servicenow", "servicenow_change_scheduled")
+    assert ingest_like_the_webhook(redis_conn, mappings["servicenow"], scheduled) == "enqueue"
+    canceled = {**scheduled, "state": "4", "sys_mod_count": "99"}  # no plan, while a job waits
+    before = snapshot(redis_conn)
+
+    predicted = preview(mappings["servicenow"], canceled, NOW, store)["answer"]
+    assert snapshot(redis_conn) == before  # nothing written
+    answered = ingest_like_the_webhook(redis_conn, mappings["servicenow"], canceled)
+
+    assert (predicted, answered) == ("accepted", "joined")
+
+
+def snapshot(redis_conn) -> dict:
+    """Every key's value (hashes, lists, sets and strings), to compare before and after."""
+    read = {
+        b"hash": redis_conn.hgetall,
+        b"list": lambda key: redis_conn.lrange(key, 0, -1),
+        b"set": redis_conn.smembers,
+        b"string": redis_conn.get,
+        b"zset": lambda key: redis_conn.zrange(key, 0, -1, withscores=True),
+    }
+    return {key: read[redis_conn.type(key)](key) for key in redis_conn.keys("*")}
