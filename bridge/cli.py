@@ -13,6 +13,7 @@ from typing import NoReturn
 import click
 
 from . import failed_jobs, jobs, logs, strict_json
+from .clients import build_clients
 from .config import Settings
 from .drift import find_drift
 from .errors import BadPayload, ConfigError, FieldError
@@ -101,7 +102,7 @@ def _bigpanda_clients():
     settings = _settings()
     mappings = _fail_on(lambda: load_mappings(settings.mappings_dir, None, settings.sources))
     connection = connect(settings.redis_url, settings.redis_verify_tls)  # type: ignore[arg-type]
-    clients = _fail_on(lambda: jobs.build_clients(settings, mappings, connection))
+    clients = _fail_on(lambda: build_clients(settings, mappings, connection))
     return settings, connection, clients
 
 
@@ -133,7 +134,7 @@ def _story_clients(settings: Settings, connection) -> tuple[dict | None, str]:
     """The BigPanda clients `show` reads through (as the worker's), or None and why not."""
     try:
         mappings = load_mappings(settings.mappings_dir, None, settings.sources)
-        return jobs.build_clients(settings, mappings, connection), ""
+        return build_clients(settings, mappings, connection), ""
     except ConfigError as exc:
         return None, "not read: " + " ".join(str(exc).split())
 

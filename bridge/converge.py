@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 
 from .bigpanda import BigPandaClient, plan_from_api
 from .errors import PermanentError
+from .ledger import KeyState, RememberedPlan
 from .lookup import PlanLookup
 from .model import ChangeRef, DesiredPlan, Plan, body_of, plans_of
 from .ownership import Owner
 from .reconcile import Call, reconcile
-from .store import KeyState, RememberedPlan, Store
+from .store import Store
 
 log = logging.getLogger(__name__)
 

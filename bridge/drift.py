@@ -7,10 +7,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from .bigpanda import BigPandaClient
+from .ledger import KeyState
 from .model import ChangeRef, DesiredPlan, Plan, plans_of
 from .ownership import Owner, change_of
 from .reconcile import differing_fields, reconcile
-from .store import KeyState, Store
+from .store import Store
 
 
 @dataclass(frozen=True)

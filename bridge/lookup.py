@@ -9,9 +9,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from .bigpanda import BigPandaClient
+from .ledger import KeyState, RememberedPlan
 from .model import ChangeRef, Plan, body_of, change_key_of, plans_of
 from .ownership import Owner, is_unmarked
-from .store import KeyState, RememberedPlan, Store
+from .store import Store
 
 log = logging.getLogger(__name__)
 

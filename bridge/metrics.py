@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 from flask import Blueprint, Response, current_app, request
 from prometheus_client import CollectorRegistry, generate_latest
@@ -21,9 +20,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
-from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from . import histograms
+from .queue import job_counts, oldest_queued_seconds
 from .runtime import Runtime
 from .store import STATS
 
@@ -89,23 +88,13 @@ class BridgeCollector(Collector):
         age = GaugeMetricFamily(
             "bridge_oldest_queued_job_seconds", "Age of the oldest reconcile job waiting (0: none)"
         )
-        queue = self.runtime.queue
-        ids = queue.get_job_ids(0, 0)
-        job = queue.fetch_job(ids[0]) if ids else None
-        enqueued = job.enqueued_at if job is not None else None
-        waited = (
-            (datetime.now(UTC) - enqueued.replace(tzinfo=UTC)).total_seconds() if enqueued else 0
-        )
-        age.add_metric([], max(0.0, waited))
+        age.add_metric([], oldest_queued_seconds(self.runtime.queue))
         return age
 
     def _jobs(self) -> Metric:
-        queue = self.runtime.queue
         jobs = GaugeMetricFamily("bridge_jobs", "Reconcile jobs by state", labels=["state"])
-        jobs.add_metric(["queued"], queue.count)
-        jobs.add_metric(["started"], StartedJobRegistry(queue=queue).count)
-        jobs.add_metric(["scheduled"], ScheduledJobRegistry(queue=queue).count)
-        jobs.add_metric(["failed"], FailedJobRegistry(queue=queue).count)
+        for state, count in job_counts(self.runtime.queue).items():
+            jobs.add_metric([state], count)
         return jobs
 
 

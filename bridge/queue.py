@@ -4,13 +4,16 @@ is enqueued here, by RQ (`Queue.enqueue_call(job_id=...)`), in a second round tr
 
 from __future__ import annotations
 
+import math
 import random
 import re
 import uuid
+from datetime import UTC, datetime
 
 from redis import Redis
 from rq import Queue, Retry
 from rq.job import Job
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 
 from .model import ChangeRef
@@ -62,3 +65,31 @@ def retry_intervals() -> list[int]:
         max(1, round(i * random.uniform(1 - RETRY_JITTER, 1 + RETRY_JITTER)))
         for i in RETRY_INTERVALS
     ]
+
+
+def job_counts(queue: Queue) -> dict[str, int]:
+    """Reconcile jobs by state, for /metrics."""
+    return {
+        "queued": queue.count,
+        "started": StartedJobRegistry(queue=queue).count,
+        "scheduled": ScheduledJobRegistry(queue=queue).count,
+        "failed": FailedJobRegistry(queue=queue).count,
+    }
+
+
+def oldest_queued_seconds(queue: Queue) -> float:
+    """How long the job at the head of the queue has waited (0: none waits)."""
+    ids = queue.get_job_ids(0, 0)
+    job = queue.fetch_job(ids[0]) if ids else None
+    enqueued = job.enqueued_at if job is not None else None
+    if enqueued is None:
+        return 0.0
+    return max(0.0, (datetime.now(UTC) - enqueued.replace(tzinfo=UTC)).total_seconds())
+
+
+def honour_retry_after(job: Job, retry_after: float | None) -> None:
+    """BigPanda's Retry-After, when it sends one, lengthens the next retry interval."""
+    if retry_after is None or not job.retries_left or not job.retry_intervals:
+        return
+    index = max(len(job.retry_intervals) - job.retries_left, 0)
+    job.retry_intervals[index] = max(job.retry_intervals[index], math.ceil(retry_after))

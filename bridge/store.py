@@ -11,16 +11,23 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from redis import Redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from . import histograms
+from .ledger import (
+    IngestResult,
+    KeyState,
+    RememberedPlan,
+    decision_from_json,
+    decision_to_json,
+    plans_from_json,
+)
 from .logs import event as log_event
-from .model import ChangeRef, Decision, DesiredPlan, NoPlan, Plan, SplitPlan, body_of
+from .model import ChangeRef, Decision, NoPlan, Plan, body_of
 from .ownership import change_of
 from .queue import job_key_prefix
 from .scripts import CLAIM, INGEST, REQUEST
@@ -31,62 +38,6 @@ LEDGER_MARKER = PREFIX + "ledger-marker"  # absent: the key -> plan id memory ma
 KNOWN_KEYS = PREFIX + "changes"  # members "<source>:<maintenance_key>" (ChangeRef.id)
 STATS = PREFIX + "stats"  # counters behind /metrics, shared by every process
 HISTORY_LENGTH = 50
-
-Verdict = Literal["stale", "duplicate", "ignored", "joined", "enqueue"]
-
-
-@dataclass(frozen=True)
-class IngestResult:
-    verdict: Verdict
-    job_id: str | None
-
-
-@dataclass(frozen=True)
-class KeyState:
-    """What the bridge remembers of one key when a reconcile starts."""
-
-    desired: Decision | None
-    plans: Mapping[str, RememberedPlan]  # by the plan's own maintenance_key (K, or K#n parts)
-    create_uncertain: bool
-    version: tuple[float, ...] | None = None  # of the newest event seen; None: no webhook yet
-    pending_job: str | None = None
-    adoption_checked: bool = False  # unmarked plans of this key were looked for once already
-
-
-@dataclass(frozen=True)
-class RememberedPlan:
-    """The BigPanda id of a plan, the organization (target) that holds it, and the plan as the
-    bridge last wrote or saw it (`written`, BigPanda's body shape): a reconcile decides from it
-    without reading the plan first. `unmarked`: an adopted plan BigPanda would not let the bridge
-    mark (it was running): ours by its id."""
-
-    id: str
-    target: str | None = None
-    unmarked: bool = False
-    written: Mapping[str, Any] | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        found = {"id": self.id, "target": self.target, "unmarked": self.unmarked}
-        return {**found, "written": dict(self.written)} if self.written is not None else found
-
-
-def decision_to_json(decision: Decision) -> str:
-    if isinstance(decision, DesiredPlan):
-        return decision.to_json()
-    if isinstance(decision, SplitPlan):
-        parts = [json.loads(part.to_json()) for part in decision.parts]
-        return json.dumps({"maintenance_key": decision.maintenance_key, "parts": parts})
-    return json.dumps({"no_plan": decision.reason, "maintenance_key": decision.maintenance_key})
-
-
-def decision_from_json(text: str | bytes) -> Decision:
-    data = json.loads(text)
-    if "no_plan" in data:
-        return NoPlan(data["maintenance_key"], data["no_plan"])
-    if "parts" in data:
-        parts = tuple(DesiredPlan.from_json(json.dumps(part)) for part in data["parts"])
-        return SplitPlan(data["maintenance_key"], parts)
-    return DesiredPlan.from_json(text if isinstance(text, str) else text.decode())
 
 
 class Store:
@@ -176,7 +127,7 @@ class Store:
         )
         return KeyState(
             desired=decision_from_json(desired) if desired else None,
-            plans=_plans_from_json(plans),
+            plans=plans_from_json(plans),
             create_uncertain=bool(uncertain),
             version=tuple(json.loads(version)) if version else None,
             pending_job=pending.decode() if pending else None,
@@ -189,7 +140,7 @@ class Store:
     def remember_plan(self, change: ChangeRef, plan_key: str, plan: RememberedPlan | None) -> None:
         """Store (or forget, with None) one of the change's plans. The caller holds the change's
         lock, so this read-modify-write does not race."""
-        plans = _plans_from_json(self.redis.hget(_change(change), "plans"))
+        plans = plans_from_json(self.redis.hget(_change(change), "plans"))
         if plan:
             plans[plan_key] = plan
         else:
@@ -321,12 +272,6 @@ def connect(url: str, verify_tls: bool = True) -> Redis:
         health_check_interval=30,
         **tls,
     )
-
-
-def _plans_from_json(raw: bytes | None) -> dict[str, RememberedPlan]:
-    if not raw:
-        return {}
-    return {key: RememberedPlan(**value) for key, value in json.loads(raw).items()}
 
 
 def _change(change: ChangeRef) -> str:

@@ -10,9 +10,10 @@ from typing import Any
 
 from .bigpanda import BigPandaClient
 from .errors import BigPandaError
+from .ledger import RememberedPlan
 from .model import ChangeRef, Decision, NoPlan, Plan, plans_of
 from .ownership import DEFAULT_INSTANCE, Owner, mark_of
-from .store import HISTORY_LENGTH, RememberedPlan, Store
+from .store import HISTORY_LENGTH, Store
 
 NOT_READ = "BigPanda was not read"
 VERDICTS = {"enqueue": "accepted"}  # the ingest script's word for an event that queued a job

@@ -16,9 +16,10 @@ from rq import Queue
 
 from .bigpanda import BigPandaClient
 from .drift import Listing, check_change, list_plans
+from .ledger import KeyState
 from .model import ChangeRef, plans_of
 from .queue import enqueue_reconcile, new_job_id
-from .store import KeyState, Store
+from .store import Store
 
 RETENTION_SECONDS = 60 * 24 * 3600  # BigPanda returns a plan for 60 days after its end
 

@@ -24,6 +24,7 @@ from rq.serializers import JSONSerializer
 from werkzeug.serving import make_server
 
 from bridge import jobs
+from bridge.clients import build_clients
 from bridge.config import Settings
 from bridge.queue import queue_of
 from bridge.sandbox import create_sandbox
@@ -147,7 +148,7 @@ def sweep_now(redis: Redis, settings: Settings):
     from bridge.sweep import sweep
 
     mappings = load_mappings(settings.mappings_dir, settings.secrets, settings.sources)
-    clients = jobs.build_clients(settings, mappings, redis)
+    clients = build_clients(settings, mappings, redis)
     queue = queue_of(redis)
     return sweep(Store(redis), queue, clients, settings.instance, time.time())
 

@@ -13,10 +13,11 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 from scripted_bigpanda import ScriptedBigPanda
 
+from bridge.ledger import RememberedPlan
 from bridge.model import ChangeRef, DesiredPlan, NoPlan
 from bridge.ownership import Owner
 from bridge.queue import RETRY_INTERVALS, enqueue_reconcile, new_job_id, queue_of
-from bridge.store import LEDGER_MARKER, RememberedPlan, Store
+from bridge.store import LEDGER_MARKER, Store
 
 KEY = "CHG0030412"
 CHANGE = ChangeRef("servicenow", KEY)
