@@ -1,4 +1,4 @@
-"""Carry out a reconcile of one change: decide (reconcile.py) from what the bridge last wrote,
+"""Carry out a reconcile of one change: decide (diff.py) from what the bridge last wrote,
 call BigPanda, remember what it wrote.
 
 Minimum calls: the ledger keeps each plan as the bridge last wrote it, so a reconcile decides
@@ -16,12 +16,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from .bigpanda import BigPandaClient, plan_from_api
+from .diff import Call, plan_diff
 from .errors import PermanentError
 from .ledger import KeyState, RememberedPlan
 from .lookup import PlanLookup
 from .model import ChangeRef, DesiredPlan, Plan, body_of, plans_of
 from .ownership import Owner
-from .reconcile import Call, reconcile
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ class PlanChanged(Exception):
 
 
 @dataclass
-class KeyReconciler:
+class ChangeConverger:
     """One change's reconcile, run by the job that holds the change's lock."""
 
     store: Store
@@ -124,7 +124,7 @@ class KeyReconciler:
             self._disown(plan_key, actual)
             actual = None
         marked = self.owner.marked(desired) if desired else None
-        result = reconcile(marked, actual, time.time())
+        result = plan_diff(marked, actual, time.time())
         if result.warning:
             self.store.record(self.change, "warning", plan_key=plan_key, message=result.warning)
         for call in result.calls:

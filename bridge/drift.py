@@ -7,10 +7,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from .bigpanda import BigPandaClient
+from .diff import differing_fields, plan_diff
 from .ledger import KeyState
 from .model import ChangeRef, DesiredPlan, Plan, plans_of
 from .ownership import Owner, change_of
-from .reconcile import differing_fields, reconcile
 from .store import Store
 
 
@@ -114,7 +114,7 @@ def check_change(
         if actual is not None and remembered and not (remembered.unmarked or owner.owns(actual)):
             drift.not_ours += 1
             actual, why = None, "the remembered plan no longer carries this bridge's mark"
-        calls = reconcile(marked, actual, now).calls
+        calls = plan_diff(marked, actual, now).calls
         drift.repairs += [Repair(change, plan_key, call.action, why) for call in calls]
     return drift
 

@@ -14,7 +14,7 @@ from . import histograms
 from .bigpanda import BigPandaClient
 from .clients import build_clients
 from .config import Settings
-from .converge import KeyReconciler
+from .converge import ChangeConverger
 from .errors import PermanentError, TransientError
 from .keylock import fence_of, key_lock
 from .logs import event as log_event
@@ -70,7 +70,7 @@ def reconcile_change(source: str, maintenance_key: str) -> str:
     store = Store(job.connection)
     accepted = store.claim(change, job.id)
     with key_lock(job.connection, job.id, change) as lock:
-        reconciler = KeyReconciler(
+        reconciler = ChangeConverger(
             store,
             _context.clients,
             change,

@@ -1,4 +1,4 @@
-"""Pure reconciliation: the desired plan of a key and BigPanda's plan -> the calls to make."""
+"""The pure diff: the desired plan of a change and BigPanda's plan -> the calls to make."""
 
 from __future__ import annotations
 
@@ -21,20 +21,20 @@ class Call:
 
 
 @dataclass(frozen=True)
-class Reconciliation:
+class Diff:
     """What to do, and a warning when a difference cannot be applied (end_only policy)."""
 
     calls: tuple[Call, ...] = ()
     warning: str | None = None
 
 
-def reconcile(desired: Decision | None, actual: Plan | None, now: float) -> Reconciliation:
+def plan_diff(desired: Decision | None, actual: Plan | None, now: float) -> Diff:
     """SPEC's desired-state table. `actual` is the live or ended plan of the key, if any."""
     live = actual is not None and actual.status in ("planned", "running")
     if not isinstance(desired, DesiredPlan) or desired.end <= now:
-        return _remove(actual) if live else Reconciliation()
+        return _remove(actual) if live else Diff()
     if not live:
-        return Reconciliation((Call("create", body=desired.body()),))
+        return Diff((Call("create", body=desired.body()),))
     assert actual is not None
     if actual.status == "planned":
         return _update_planned(desired, actual)
@@ -56,26 +56,26 @@ def _same(name: str, wanted: Any, actual: Any) -> bool:
     return wanted == actual
 
 
-def _remove(actual: Plan | None) -> Reconciliation:
+def _remove(actual: Plan | None) -> Diff:
     assert actual is not None
     action: Action = "delete" if actual.status == "planned" else "stop"
-    return Reconciliation((Call(action, plan_id=actual.id),))
+    return Diff((Call(action, plan_id=actual.id),))
 
 
-def _update_planned(desired: DesiredPlan, actual: Plan) -> Reconciliation:
+def _update_planned(desired: DesiredPlan, actual: Plan) -> Diff:
     """A planned plan accepts any field: send every field the bridge owns."""
     if not differing_fields(desired, actual):
-        return Reconciliation()
-    return Reconciliation((Call("update", plan_id=actual.id, body=desired.body()),))
+        return Diff()
+    return Diff((Call("update", plan_id=actual.id, body=desired.body()),))
 
 
-def _update_running(desired: DesiredPlan, actual: Plan, now: float) -> Reconciliation:
+def _update_running(desired: DesiredPlan, actual: Plan, now: float) -> Diff:
     """A running plan accepts only `end`; other differences follow the running policy."""
     differing = differing_fields(desired, actual)
     others = [name for name in differing if name not in ("start", "end")]
     if others and desired.running_policy == "restart":
         body = {**desired.body(), "start": max(int(now), desired.start)}
-        return Reconciliation((Call("stop", plan_id=actual.id), Call("create", body=body)))
+        return Diff((Call("stop", plan_id=actual.id), Call("create", body=body)))
     calls = (
         (Call("update", plan_id=actual.id, body={"end": desired.end}),)
         if "end" in differing
@@ -84,4 +84,4 @@ def _update_running(desired: DesiredPlan, actual: Plan, now: float) -> Reconcili
     warning = None
     if others:
         warning = f"running plan keeps its old {', '.join(others)} (running_policy end_only)"
-    return Reconciliation(calls, warning)
+    return Diff(calls, warning)
