@@ -23,8 +23,9 @@ run: $(BIN)/bridge ## start web + worker + embedded Redis + sandbox BigPanda (br
 test: $(BIN)/bridge ## install and run the whole test suite
 	$(BIN)/pytest
 
-bench: $(BIN)/bridge ## ingest throughput against a bare Flask baseline
+bench: $(BIN)/bridge ## ingest vs bare Flask, then the worker: latency, calls, rate limit, sweep
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/lifecycle.py
 
 lint: $(BIN)/bridge ## ruff lint and format check
 	$(BIN)/ruff check .

