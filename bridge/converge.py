@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .bigpanda import BigPandaClient, plan_from_api
 from .diff import Call, plan_diff
@@ -21,6 +21,7 @@ from .errors import PermanentError
 from .ledger import KeyState, RememberedPlan
 from .lookup import PlanLookup
 from .model import ChangeRef, DesiredPlan, Plan, body_of, plans_of
+from .overrun import extended
 from .ownership import Owner
 from .store import Store
 
@@ -86,7 +87,14 @@ class ChangeConverger:
                 continue
             if self.store.state(self.change).desired == state.desired:
                 break
+        self._index_overrun(self.store.state(self.change))
         return "; ".join(outcomes) or "nothing to do"
+
+    def _index_overrun(self, state: KeyState) -> None:
+        """Let the overrun pass (following.py) find the change while its plan may overrun."""
+        following = [extended(p, state.extension) for p in plans_of(state.desired).values()]
+        ends = [plan.end for plan in following if plan and plan.overrun]
+        self.store.follow(self.change, max(ends) if ends else None)
 
     def _swept(self, state: KeyState) -> dict[str, Plan]:
         """What the drift sweep's listing showed of the change's plans (plan key -> plan), for
@@ -123,6 +131,7 @@ class ChangeConverger:
         if actual is not None and not self._ours(actual, remembered):
             self._disown(plan_key, actual)
             actual = None
+        desired = extended(desired, state.extension)
         marked = self.owner.marked(desired) if desired else None
         result = plan_diff(marked, actual, time.time())
         if result.warning:
@@ -234,7 +243,11 @@ class ChangeConverger:
         before = self._written(plan_key, call.plan_id, remembered)
         written = {**before, **call.body}
         self.store.remember_plan(
-            self.change, plan_key, _replace_written(remembered, call.plan_id, written)
+            self.change,
+            plan_key,
+            replace(remembered, written=written)
+            if remembered  # else a plan listed or read this pass, not yet in the ledger
+            else RememberedPlan(call.plan_id, written=written),
         )
         self.observed.pop(plan_key, None)
         fields = sorted(call.body)
@@ -284,11 +297,3 @@ class ChangeConverger:
         self.observed.pop(plan_key, None)
         event = "stopped" if call.action == "stop" else "deleted"
         self.store.record(self.change, event, plan_key=plan_key, plan_id=call.plan_id)
-
-
-def _replace_written(
-    remembered: RememberedPlan | None, plan_id: str, written: dict[str, object]
-) -> RememberedPlan:
-    if remembered is None:  # a plan listed or read this pass, not yet in the ledger
-        return RememberedPlan(plan_id, written=written)
-    return RememberedPlan(remembered.id, remembered.target, remembered.unmarked, written)

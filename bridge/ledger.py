@@ -29,6 +29,7 @@ class KeyState:
     version: tuple[float, ...] | None = None  # of the newest event seen; None: no webhook yet
     pending_job: str | None = None
     adoption_checked: bool = False  # unmarked plans of this key were looked for once already
+    extension: tuple[int, int] | None = None  # (planned end, extended end): the plan overran
 
 
 @dataclass(frozen=True)

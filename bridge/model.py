@@ -103,6 +103,8 @@ class DesiredPlan:
     frequency_data: Mapping[str, Any] | None = None
     running_policy: RunningPolicy = "end_only"
     target: str | None = None  # a BigPanda organization named in the mapping file; None: default
+    # (near, step, cap) seconds while the change is in an overrun state of its rule (overrun.py)
+    overrun: tuple[int, int, int] | None = None
 
     def body(self) -> dict[str, Any]:
         """The plan as BigPanda's create call takes it."""
@@ -131,6 +133,8 @@ class DesiredPlan:
     def from_json(cls, text: str) -> DesiredPlan:
         data = json.loads(text)
         data["custom_tags"] = tuple(tuple(tag) for tag in data["custom_tags"])
+        if data.get("overrun") is not None:
+            data["overrun"] = tuple(data["overrun"])
         return cls(**data)
 
 

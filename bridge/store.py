@@ -37,6 +37,7 @@ PREFIX = "bridge:"
 LEDGER_MARKER = PREFIX + "ledger-marker"  # absent: the key -> plan id memory may have been lost
 KNOWN_KEYS = PREFIX + "changes"  # members "<source>:<maintenance_key>" (ChangeRef.id)
 STATS = PREFIX + "stats"  # counters behind /metrics, shared by every process
+OVERRUN_INDEX = PREFIX + "overrun"  # sorted set: changes that may overrun, by their plan's end
 HISTORY_LENGTH = 50
 
 
@@ -122,8 +123,8 @@ class Store:
 
     def state(self, change: ChangeRef) -> KeyState:
         fields = ["desired", "plans", "create_uncertain", "version", "pending", "adoption_checked"]
-        desired, plans, uncertain, version, pending, checked = self.redis.hmget(
-            _change(change), fields
+        desired, plans, uncertain, version, pending, checked, extension = self.redis.hmget(
+            _change(change), [*fields, "extension"]
         )
         return KeyState(
             desired=decision_from_json(desired) if desired else None,
@@ -132,7 +133,24 @@ class Store:
             version=tuple(json.loads(version)) if version else None,
             pending_job=pending.decode() if pending else None,
             adoption_checked=bool(checked),
+            extension=tuple(json.loads(extension)) if extension else None,  # type: ignore[arg-type]
         )
+
+    def extend(self, change: ChangeRef, planned_end: int, end: int) -> None:
+        """Remember that the plan planned to end at `planned_end` now ends at `end` (overrun)."""
+        self.redis.hset(_change(change), "extension", json.dumps([planned_end, end]))
+
+    def follow(self, change: ChangeRef, end: int | None) -> None:
+        """Index a change whose running plan may overrun by its end (None: no longer)."""
+        if end is None:
+            self.redis.zrem(OVERRUN_INDEX, change.id)
+        else:
+            self.redis.zadd(OVERRUN_INDEX, {change.id: end})
+
+    def ending_before(self, until: float) -> list[ChangeRef]:
+        """The indexed changes whose plan ends before `until`."""
+        found = self.redis.zrangebyscore(OVERRUN_INDEX, "-inf", until)
+        return [ChangeRef.from_id(member.decode()) for member in found]
 
     def is_known(self, change: ChangeRef) -> bool:
         return bool(self.redis.sismember(KNOWN_KEYS, change.id))

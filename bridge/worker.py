@@ -14,6 +14,7 @@ from rq.job import Job
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
+from .following import run_pass_once
 from .queue import QUEUE_NAME
 
 # RQ notices a job whose worker died (SIGKILL, lost host) when the job's heartbeat expires and
@@ -53,7 +54,18 @@ class BridgeWorker(Worker):
 
     def run_maintenance_tasks(self):
         self.scheduler_lock.release_if_dead(self.connection)
+        self._follow_overruns()
         super().run_maintenance_tasks()
+
+    def _follow_overruns(self) -> None:
+        """The overrun pass (following.py), by one worker at a time; best effort."""
+        try:
+            extended = run_pass_once(self.connection, self.queues[0], time.time())
+        except RedisError as exc:
+            log.warning("could not run the overrun pass: %s", exc)
+            return
+        if extended:
+            log.info("extended %d overrunning plans", extended)
 
     def get_heartbeat_ttl(self, job: Job, *args, **kwargs) -> int:
         """RQ's own TTL (its signature differs between RQ 2 and 3), with our grace for RQ's."""

@@ -13,6 +13,7 @@ from marshmallow import ValidationError
 
 from ..auth import Verifier, build_verifier
 from ..errors import ConfigError
+from ..overrun import OverrunRule
 from ..sources import PARSERS, Parser
 from .condition import DEFAULT_CLASS, ConditionRule
 from .dates import DateSpec
@@ -60,6 +61,7 @@ class PlanRule:
     running_policy: str
     target: str | None
     max_cis: int | None = None  # more CIs than this is more likely a mistake than a maintenance
+    overrun: OverrunRule | None = None  # let a running plan follow an overrunning change
 
 
 @dataclass(frozen=True)
@@ -288,4 +290,5 @@ def _plan(plan: dict[str, Any]) -> PlanRule:
         running_policy=plan["running_policy"],
         target=plan.get("target"),
         max_cis=plan.get("max_cis"),
+        overrun=plan.get("overrun"),
     )

@@ -102,12 +102,20 @@ def _plan_decision(plan: PlanRule, change: Change, key: str, now: float) -> Deci
     if not conditions:
         return NoPlan(key, "no_ci")
     values = {**change.fields, "maintenance_key": key, "cis": [ci.name for ci in change.cis]}
-    whole = _desired(plan, values, key, start, end, conditions[0])
+    overrun = plan.overrun.policy() if plan.overrun and _in(plan.overrun.states, change) else None
+    whole = _desired(plan, values, key, start, end, conditions[0], overrun=overrun)
     if len(conditions) == 1:
         return whole
     parts = tuple(
         _desired(
-            plan, values, f"{key}#{n}", start, end, condition, f" (part {n}/{len(conditions)})"
+            plan,
+            values,
+            f"{key}#{n}",
+            start,
+            end,
+            condition,
+            f" (part {n}/{len(conditions)})",
+            overrun,
         )
         for n, condition in enumerate(conditions, start=1)
     )
@@ -122,6 +130,7 @@ def _desired(
     end: int,
     condition: dict[str, Any],
     suffix: str = "",
+    overrun: tuple[int, int, int] | None = None,
 ) -> DesiredPlan:
     values = {**values, "maintenance_key": key}
     name = plan.name.render(values, "plan name")
@@ -144,6 +153,14 @@ def _desired(
         frequency_data=_frequency_data(plan),
         running_policy=plan.running_policy,  # type: ignore[arg-type]
         target=plan.target,
+        overrun=overrun,
+    )
+
+
+def _in(states: frozenset[str], change: Change) -> bool:
+    """The change is in one of `states` (by state, state label or status, any case)."""
+    return any(
+        str(change.fields[n]).lower() in states for n in STATE_FIELDS if change.fields.get(n)
     )
 
 

@@ -12,12 +12,14 @@ from marshmallow import (
     Schema,
     ValidationError,
     fields,
+    post_load,
     pre_load,
     validate,
     validates,
     validates_schema,
 )
 
+from ..overrun import DEFAULT_NEAR_SECONDS, OverrunRule
 from ..ownership import OWNER_TAG
 from ..sources import PARSERS
 from .condition import matches_everything, validate_bpql
@@ -143,6 +145,27 @@ class FrequencyDataSchema(Schema):
     duration = Compiled(parse_duration)
 
 
+class OverrunSchema(Schema):
+    """While the change is in `states` and its running plan's end is `near`, extend the end by
+    `step`, up to `cap` past the planned end."""
+
+    states = fields.List(fields.Raw(), required=True, validate=validate.Length(min=1))
+    step = Compiled(parse_duration, required=True)
+    cap = Compiled(parse_duration, required=True)
+    near = Compiled(parse_duration, load_default=DEFAULT_NEAR_SECONDS)
+
+    @validates_schema
+    def _positive(self, data: dict, **kwargs: Any) -> None:
+        for name in ("step", "cap", "near"):
+            if name in data and data[name] <= 0:
+                raise ValidationError("must be a positive duration", name)
+
+    @post_load
+    def _rule(self, data: dict, **kwargs: Any) -> OverrunRule:
+        states = frozenset(str(state).lower() for state in data["states"])
+        return OverrunRule(states, data["step"], data["cap"], data["near"])
+
+
 class PlanSchema(Schema):
     start = Compiled(compile_date_spec, required=True)
     end = Compiled(compile_date_spec, required=True)
@@ -168,6 +191,7 @@ class PlanSchema(Schema):
     )
     target = fields.Str(validate=NAME)
     max_cis = fields.Int(strict=True, validate=validate.Range(min=1))
+    overrun = fields.Nested(OverrunSchema)
 
 
 class PlanOrNone(fields.Nested):
