@@ -21,6 +21,7 @@ from .errors import PermanentError
 from .ledger import KeyState, RememberedPlan
 from .lookup import PlanLookup
 from .model import ChangeRef, DesiredPlan, Plan, body_of, plans_of
+from .notes import note_of
 from .overrun import extended
 from .ownership import Owner
 from .store import Store
@@ -54,6 +55,7 @@ class ChangeConverger:
     dry_run: bool = False  # read as usual, write nothing: record the calls that would be made
     adopt_unmarked: bool = False  # the source's mapping file allows taking over unmarked plans
     observed: dict[str, Plan] = field(default_factory=dict)  # plans read after a refused write
+    notify: Callable[[str, dict[str, object]], None] = lambda event, details: None  # write-back
 
     @property
     def owner(self) -> Owner:
@@ -131,7 +133,9 @@ class ChangeConverger:
         if actual is not None and not self._ours(actual, remembered):
             self._disown(plan_key, actual)
             actual = None
+        planned = desired
         desired = extended(desired, state.extension)
+        moved = "extended" if desired is not planned else "moved"  # what an end update means
         marked = self.owner.marked(desired) if desired else None
         result = plan_diff(marked, actual, time.time())
         if result.warning:
@@ -142,6 +146,8 @@ class ChangeConverger:
                 continue
             self.fence()
             self._call(client, plan_key, target, call, remembered)
+            if note := note_of(call.action, call.body, actual, moved):
+                self.notify(*note)
         if not result.calls:
             plan_id = actual.id if actual else None
             self.store.record(self.change, "in_sync", plan_key=plan_key, plan_id=plan_id)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from redis import Redis
 from rq import get_current_job
@@ -15,12 +16,13 @@ from .bigpanda import BigPandaClient
 from .clients import build_clients
 from .config import Settings
 from .converge import ChangeConverger
-from .errors import PermanentError, TransientError
+from .errors import ConfigError, PermanentError, TransientError
 from .keylock import fence_of, key_lock
 from .logs import event as log_event
 from .mapping.loader import SourceMapping, load_mappings
 from .model import ChangeRef
-from .queue import honour_retry_after
+from .notes import NOTE_SENT_DAYS, NoteClient, note_client, note_text, sent_marker
+from .queue import enqueue_note, honour_retry_after
 from .store import STATS, Store
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,7 @@ class WorkerContext:
     instance: str = "default"
     dry_run: bool = False
     adopting: frozenset[str] = frozenset()  # sources whose mapping allows adopting unmarked plans
+    notes: Mapping[str, NoteClient] = field(default_factory=dict)  # by source: write-back
 
 
 _context: WorkerContext | None = None
@@ -50,11 +53,27 @@ def configure(
         mappings = load_mappings(settings.mappings_dir, settings.secrets, settings.sources)
     clients = build_clients(settings, mappings, redis)
     adopting = frozenset(m.source for m in mappings.values() if m.adopt_unmarked_plans)
-    _context = WorkerContext(clients, settings.instance, settings.dry_run, adopting)
+    notes = _note_clients(settings, mappings, redis)
+    _context = WorkerContext(clients, settings.instance, settings.dry_run, adopting, notes)
     if settings.dry_run:
         log.warning("BRIDGE_DRY_RUN is on: BigPanda is read, never written")
     if settings.sandbox_forced:
         log.warning("BRIDGE_SANDBOX_FORCE=1: plans go to the built-in sandbox, not to BigPanda")
+
+
+def _note_clients(
+    settings: Settings, mappings: Mapping[str, SourceMapping], redis: Redis
+) -> dict[str, NoteClient]:
+    found = {}
+    for mapping in mappings.values():
+        target = mapping.write_back
+        if target is None:
+            continue
+        secret = settings.secrets.get(target.secret_env)
+        if not secret:
+            raise ConfigError(f"{mapping.path}: write_back: {target.secret_env} is not set")
+        found[mapping.source] = note_client(redis, target, secret)
+    return found
 
 
 def reconcile_change(source: str, maintenance_key: str) -> str:
@@ -78,6 +97,7 @@ def reconcile_change(source: str, maintenance_key: str) -> str:
             instance=_context.instance,
             dry_run=_context.dry_run,
             adopt_unmarked=source in _context.adopting,
+            notify=_notifier(job.connection, store, change),
         )
         try:
             outcome = reconciler.converge()
@@ -90,6 +110,7 @@ def reconcile_change(source: str, maintenance_key: str) -> str:
             raise
         except PermanentError as exc:
             store.record(change, "failed", job=job.id, status=exc.http_status, error=exc.message)
+            reconciler.notify("refused", {"message": exc.message})
             job.retries_left = 0  # retrying cannot help: BigPanda refused the request itself
             raise
     if accepted is not None:  # from the webhook's acceptance to BigPanda agreeing
@@ -99,3 +120,46 @@ def reconcile_change(source: str, maintenance_key: str) -> str:
     log_event(log, "reconcile done", job_id=job.id, source=source, key=maintenance_key,
               outcome=outcome)  # fmt: skip
     return outcome
+
+
+def _notifier(connection: Redis, store: Store, change: ChangeRef):
+    """Queues one note job per event, when the source writes back and the record is known."""
+
+    def notify(event: str, details: dict[str, object]) -> None:
+        assert _context is not None
+        if change.source not in _context.notes or _context.dry_run:
+            return
+        record = next((e["record"] for e in store.history(change) if e.get("record")), None)
+        if record is None:
+            return
+        event_id = uuid.uuid4().hex
+        text = note_text(event, details)
+        enqueue_note(connection, event_id, (change.source, change.key, event_id, record, text))
+
+    return notify
+
+
+def write_note(source: str, maintenance_key: str, event_id: str, record: str, text: str) -> str:
+    """Write one note on the sender's record, once: a retry after it was written sends nothing.
+    A TransientError escapes (RQ retries); a refusal is recorded and ends the job."""
+    job = get_current_job()
+    if _context is None:
+        configure(Settings.from_env(), None, job.connection)
+    assert _context is not None
+    change, store = ChangeRef(source, maintenance_key), Store(job.connection)
+    client = _context.notes.get(source)
+    if client is None:
+        return "write-back is not configured for this source any more"
+    if job.connection.exists(sent_marker(event_id)):
+        return "written already"
+    try:
+        client.write(record, text)
+    except PermanentError as exc:
+        store.record(
+            change, "note_failed", record=record, status=exc.http_status, error=exc.message
+        )
+        job.retries_left = 0
+        raise
+    job.connection.set(sent_marker(event_id), "1", ex=NOTE_SENT_DAYS * 86400)
+    store.record(change, "note", record=record, text=text)
+    return "written"

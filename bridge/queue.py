@@ -19,7 +19,9 @@ from rq.serializers import JSONSerializer
 from .model import ChangeRef
 
 QUEUE_NAME = "bridge"
+NOTES_QUEUE_NAME = "bridge-notes"  # write-back notes: never ahead of, never holding up, a reconcile
 RECONCILE = "bridge.jobs.reconcile_change"  # by name: jobs.py imports this module
+WRITE_NOTE = "bridge.jobs.write_note"
 # Transient BigPanda failures: 8 retries, the first within seconds (a blip heals in well under a
 # minute), growing to half an hour; about 53 minutes in all. Each job gets its own jitter.
 RETRY_INTERVALS = (2, 5, 15, 45, 120, 300, 900, 1800)
@@ -31,6 +33,23 @@ FAILURE_TTL = 30 * 24 * 3600  # failed jobs are kept a month for `bridge jobs fa
 def queue_of(connection: Redis) -> Queue:
     """The bridge's queue (JSON serializer: jobs hold JSON-safe arguments, never secrets)."""
     return Queue(QUEUE_NAME, connection=connection, serializer=JSONSerializer)
+
+
+def notes_queue_of(connection: Redis) -> Queue:
+    return Queue(NOTES_QUEUE_NAME, connection=connection, serializer=JSONSerializer)
+
+
+def enqueue_note(connection: Redis, event_id: str, args: tuple[str, ...]) -> None:
+    """Queue one note (its id names the event: one job per event), retried like a reconcile."""
+    notes_queue_of(connection).enqueue_call(
+        WRITE_NOTE,
+        args=args,
+        job_id=f"note-{event_id}",
+        retry=Retry(max=len(RETRY_INTERVALS), interval=retry_intervals()),
+        result_ttl=RESULT_TTL,
+        failure_ttl=FAILURE_TTL,
+        description=f"note {args[0]} {args[1]}",
+    )
 
 
 def new_job_id(change: ChangeRef) -> str:

@@ -13,7 +13,14 @@ from redis.exceptions import RedisError
 
 from . import strict_json
 from .auth import authenticate
-from .errors import AuthError, BadPayload, QueueUnavailable, UnknownSource, UnsupportedMediaType
+from .errors import (
+    AuthError,
+    BadPayload,
+    InvalidChange,
+    QueueUnavailable,
+    UnknownSource,
+    UnsupportedMediaType,
+)
 from .logs import event
 from .mapping.extract import read_change
 from .mapping.loader import SourceMapping
@@ -100,6 +107,9 @@ def _ingest(
     key = decision.maintenance_key
     ref = ChangeRef(mapping.source, key)
     event = {"source": mapping.source, "decision": describe(decision)}
+    record = _note_record(mapping, change)
+    if record:
+        event["record"] = record  # where write-back notes on this change go
     seconds = time.monotonic() - started  # the handling time up to the store, for /metrics
     result = runtime.store.ingest(
         ref, decision, change.version, new_job_id(ref), event, _delivery(mapping), seconds
@@ -118,6 +128,17 @@ def _ingest(
         "action": action,
         "job_id": result.job_id,
     }, 202
+
+
+def _note_record(mapping: SourceMapping, change: Change) -> str | None:
+    """The sender's record a note goes on (write-back); none is no reason to refuse a change."""
+    if mapping.note_record is None:
+        return None
+    try:
+        record = mapping.note_record.render(change.fields, "write_back.record")
+    except InvalidChange:
+        return None
+    return record if record and len(record) <= 255 and record.isprintable() else None
 
 
 def _delivery(mapping: SourceMapping) -> str | None:

@@ -15,7 +15,7 @@ from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
 from .following import run_pass_once
-from .queue import QUEUE_NAME
+from .queue import QUEUE_NAME, notes_queue_of
 
 # RQ notices a job whose worker died (SIGKILL, lost host) when the job's heartbeat expires and
 # some worker's maintenance pass runs. RQ's defaults make that minutes (heartbeat TTL = interval
@@ -147,7 +147,7 @@ def make_worker(connection: Redis) -> BridgeWorker:
     """A worker on the bridge's queue, with the JSON serializer the jobs are enqueued with."""
     queue = Queue(QUEUE_NAME, connection=connection, serializer=JSONSerializer)
     return BridgeWorker(
-        [queue],
+        [queue, notes_queue_of(connection)],  # reconciles first: notes wait, never the reverse
         connection=connection,
         serializer=JSONSerializer,
         job_monitoring_interval=HEARTBEAT_SECONDS,

@@ -26,7 +26,7 @@ from werkzeug.serving import make_server
 from bridge import jobs
 from bridge.clients import build_clients
 from bridge.config import Settings
-from bridge.queue import queue_of
+from bridge.queue import notes_queue_of, queue_of
 from bridge.sandbox import create_sandbox
 
 PAYLOADS = Path(__file__).parent / "payloads"
@@ -110,22 +110,23 @@ def bridge_settings(redis_url: str, bigpanda_url: str) -> Settings:
 
 
 def run_worker(redis: Redis, settings: Settings) -> None:
-    """Work the queue until it is empty, in this process (a real RQ worker, no fork)."""
+    """Work the queues (reconciles, then notes) until empty, in this process (a real RQ worker,
+    no fork)."""
     jobs.configure(settings, None, redis)
-    queue = queue_of(redis)
-    SimpleWorker([queue], connection=redis, serializer=JSONSerializer).work(burst=True)
+    queues = [queue_of(redis), notes_queue_of(redis)]
+    SimpleWorker(queues, connection=redis, serializer=JSONSerializer).work(burst=True)
 
 
 def move_scheduled_jobs(redis: Redis) -> int:
-    """Put every job waiting for a retry on the queue now (a burst worker runs no scheduler)."""
-    queue = queue_of(redis)
-    registry = ScheduledJobRegistry(queue=queue)
+    """Put every job waiting for a retry on its queue now (a burst worker runs no scheduler)."""
     moved = 0
-    for job_id in registry.get_job_ids(cleanup=False):
-        job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
-        registry.remove(job)
-        queue.enqueue_job(job)
-        moved += 1
+    for queue in (queue_of(redis), notes_queue_of(redis)):
+        registry = ScheduledJobRegistry(queue=queue)
+        for job_id in registry.get_job_ids(cleanup=False):
+            job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
+            registry.remove(job)
+            queue.enqueue_job(job)
+            moved += 1
     return moved
 
 

@@ -11,15 +11,17 @@ from typing import Any
 import yaml
 from marshmallow import ValidationError
 
-from ..auth import Verifier, build_verifier
+from ..auth import Verifier
 from ..errors import ConfigError
+from ..notes import WriteBack
 from ..overrun import OverrunRule
 from ..sources import PARSERS, Parser
+from .auth_entries import verifiers_of
 from .condition import DEFAULT_CLASS, ConditionRule
 from .dates import DateSpec
 from .filters import Filter
 from .positions import Where, describe, leaves, line_numbers
-from .schema import AuthSchema, MappingFileSchema, with_defaults
+from .schema import MappingFileSchema, with_defaults
 from .templates import Template
 
 
@@ -90,6 +92,8 @@ class SourceMapping:
     rules: tuple[Rule, ...]
     adopt_unmarked_plans: bool = False  # take over unmarked plans of keys its webhooks name
     delivery_id_header: str | None = None  # the sender's id of each delivery: repeats ignored
+    write_back: WriteBack | None = None  # notes on the change in the sender's system
+    note_record: Template | None = None  # which record of the sender a note goes on
 
 
 def load_mappings(
@@ -167,7 +171,7 @@ def load_file(path: Path, secrets: Mapping[str, str] | None) -> SourceMapping:
         data = MappingFileSchema().load(document)
     except ValidationError as exc:
         errors = [e for e in leaves(exc.messages) if not _from_defaults(e[0], document)]
-    verifiers, auth_errors = _verifiers(document.get("auth"), secrets)
+    verifiers, auth_errors = verifiers_of(document.get("auth"), secrets)
     errors += auth_errors + _unknown_targets(document)
     if errors or data is None:
         found = [describe(path, where, message, lines, document) for where, message in errors]
@@ -184,42 +188,6 @@ def _from_defaults(where: Where, document: dict) -> bool:
         return False
     own = rules[where[1]].get("plan") if isinstance(rules[where[1]], dict) else None
     return where[3] in defaults and not (isinstance(own, dict) and where[3] in own)
-
-
-def _verifiers(
-    auth: Any, secrets: Mapping[str, str] | None
-) -> tuple[tuple[Verifier, ...], list[tuple[Where, str]]]:
-    """`auth: none` must be said explicitly; otherwise methods, any of which passes. Every bad
-    entry and missing secret is reported."""
-    if auth == "none":
-        return (), []
-    if auth is None:
-        return (), [(("auth",), "missing: list the methods senders use, or say `auth: none`")]
-    entries = auth if isinstance(auth, list) else [auth]
-    if not entries:
-        return (), [(("auth",), "list at least one method, or say `auth: none`")]
-    verifiers: list[Verifier] = []
-    errors: list[tuple[Where, str]] = []
-    for index, entry in enumerate(entries):
-        try:
-            config = AuthSchema().load(entry if isinstance(entry, dict) else {})
-        except ValidationError as exc:
-            errors += leaves(exc.messages, ("auth", index))
-            continue
-        if secrets is None:  # loaded to check or preview: accept no webhook at all
-            verifiers.append(Verifier(kind="refuse", secrets=()))
-        elif config["optional"] and not secrets.get(config["secret_env"]):
-            continue  # an optional method whose secret is unset is off
-        else:
-            try:
-                verifiers.append(build_verifier(config, secrets))
-            except ConfigError as exc:
-                errors.append((("auth", index, "secret_env"), str(exc)))
-    if not verifiers and not errors:
-        # Never read as `auth: none`: a source whose methods are all off accepts nothing.
-        message = "every method is optional and none has its secret set"
-        return (Verifier(kind="refuse", secrets=()),), [(("auth",), message)]
-    return tuple(verifiers), errors
 
 
 def _unknown_targets(document: dict) -> list[tuple[Where, str]]:
@@ -251,7 +219,17 @@ def _compile(path: Path, data: dict[str, Any], verifiers: tuple[Verifier, ...]) 
         rules=tuple(_rule(rule) for rule in data["rules"]),
         adopt_unmarked_plans=data["adopt_unmarked_plans"],
         delivery_id_header=data.get("delivery_id_header"),
+        **_write_back(data.get("write_back")),
     )
+
+
+def _write_back(data: dict[str, Any] | None) -> dict[str, Any]:
+    if data is None:
+        return {}
+    auth = data["auth"]
+    target = WriteBack(data["api"], data["url"], auth["type"], auth["secret_env"],
+                       auth.get("username"), data["table"], data["rate_limit"])  # fmt: skip
+    return {"write_back": target, "note_record": data["record"]}
 
 
 def _rule(data: dict[str, Any]) -> Rule:

@@ -211,6 +211,23 @@ class RuleSchema(Schema):
     plan = PlanOrNone(PlanSchema, required=True)
 
 
+class WriteBackAuthSchema(Schema):
+    type = fields.Str(required=True, validate=validate.OneOf(["basic", "bearer"]))
+    secret_env = fields.Str(required=True, validate=validate.Length(min=1))
+    username = fields.Str()  # basic: ServiceNow's integration user, or a Jira Cloud email
+
+
+class WriteBackSchema(Schema):
+    """Notes on the change in the sender's system (notes.py)."""
+
+    api = fields.Str(required=True, validate=validate.OneOf(["servicenow", "jira"]))
+    url = fields.Url(required=True, require_tld=False, schemes={"https", "http"})
+    record = template(required=True)  # the record a note goes on: "{{ sys_id }}", "{{ key }}"
+    auth = fields.Nested(WriteBackAuthSchema, required=True)
+    table = fields.Str(load_default="change_request", validate=NAME)
+    rate_limit = fields.Float(load_default=2.0, validate=validate.Range(min=0.1, max=100))
+
+
 class MappingFileSchema(Schema):
     source = fields.Str(required=True, validate=NAME)
     parser = fields.Str(required=True, validate=validate.OneOf(sorted(PARSERS)))
@@ -222,6 +239,7 @@ class MappingFileSchema(Schema):
     defaults = fields.Dict()
     rules = fields.List(fields.Nested(RuleSchema), required=True, validate=validate.Length(min=1))
     adopt_unmarked_plans = fields.Bool(load_default=False)
+    write_back = fields.Nested(WriteBackSchema)
     delivery_id_header = fields.Str(validate=validate.Regexp(r"^[A-Za-z0-9-]{1,64}$"))
 
     @pre_load

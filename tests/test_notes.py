@@ -1,0 +1,188 @@
+"""Write-back: one note on the change per plan event, exactly once, never a loop; against fakes
+of ServiceNow's Table API and Jira's comment API over real HTTP, with faults."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import shutil
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from bridge_harness import (
+    JIRA_SECRET,
+    SERVICENOW_TOKEN,
+    move_scheduled_jobs,
+    run_worker,
+    sample_payload,
+    servicenow_payload,
+)
+from scripted_bigpanda import Reply, ScriptedBigPanda
+
+from bridge.app import create_app
+from bridge.model import ChangeRef
+from bridge.queue import notes_queue_of
+from bridge.store import Store
+
+MAPPINGS = Path(__file__).parent.parent / "mappings"
+AUTH = {"Authorization": f"Bearer {SERVICENOW_TOKEN}"}
+SYS_ID = "5df12d5c5fb7cc7501846bb5e2e08da3"  # the sample change's
+NOTE_PATH = f"/api/now/table/change_request/{SYS_ID}"
+API_PASSWORD = "servicenow-api-password-for-tests"
+
+
+@pytest.fixture
+def itsm():
+    with ScriptedBigPanda(default=Reply(200, {"result": {}})) as server:
+        yield server
+
+
+def with_write_back(tmp_path, name: str, block: str) -> Path:
+    folder = tmp_path / "mappings"
+    if not folder.exists():
+        shutil.copytree(MAPPINGS, folder)
+    path = folder / name
+    path.write_text(path.read_text() + "\n" + block)
+    return folder
+
+
+@pytest.fixture
+def noting(tmp_path, settings, redis_conn, itsm):
+    block = (
+        f"write_back:\n  api: servicenow\n  url: {itsm.url}\n  record: '{{{{ sys_id }}}}'\n"
+        "  auth: {type: basic, username: bridge, secret_env: SERVICENOW_API_PASSWORD}\n"
+    )
+    folder = with_write_back(tmp_path, "servicenow.yaml", block)
+    secrets = {**settings.secrets, "SERVICENOW_API_PASSWORD": API_PASSWORD}
+    noted = replace(settings, mappings_dir=folder, secrets=secrets)
+    return noted, create_app(noted, redis=redis_conn).test_client()
+
+
+def notes(itsm, path: str = NOTE_PATH) -> list[str]:
+    return [
+        r.json.get("work_notes") or r.json.get("body")
+        for r in itsm.received
+        if r.path == path and r.json is not None
+    ]
+
+
+def newer(payload: dict, **fields) -> dict:
+    return {**payload, **fields, "sys_mod_count": str(int(payload["sys_mod_count"]) + 1)}
+
+
+def test_each_plan_event_writes_one_note_on_the_record(noting, itsm, redis_conn):
+    settings, web = noting
+    scheduled = servicenow_payload("servicenow_change_scheduled.json")
+    rescheduled = servicenow_payload("servicenow_change_rescheduled.json")
+    for payload in (scheduled, rescheduled, newer(rescheduled, state="4")):
+        assert web.post("/webhooks/servicenow", json=payload, headers=AUTH).status_code == 202
+        run_worker(redis_conn, settings)
+
+    written = notes(itsm)
+    assert [text.split(":")[0] for text in written] == [
+        "BigPanda maintenance plan created",
+        "BigPanda maintenance plan moved",
+        "BigPanda maintenance plan deleted",
+    ]
+    assert "lnx-db-prod-01" in written[0]  # the CIs it silences
+    [first] = [r for r in itsm.received if r.path == NOTE_PATH][:1]
+    expected = base64.b64encode(f"bridge:{API_PASSWORD}".encode()).decode()
+    assert (first.method, first.headers["Authorization"]) == ("PATCH", f"Basic {expected}")
+    history = Store(redis_conn).history(ChangeRef("servicenow", "CHG0030412"))
+    assert [e["event"] for e in history].count("note") == 3
+
+
+def test_the_webhook_a_note_triggers_makes_no_second_note(noting, itsm, redis_conn):
+    settings, web = noting
+    scheduled = servicenow_payload("servicenow_change_scheduled.json")
+    web.post("/webhooks/servicenow", json=scheduled, headers=AUTH)
+    run_worker(redis_conn, settings)
+    # The Business Rule fires on the work_notes update: same change, one more update.
+    echo = newer(scheduled, work_notes="BigPanda maintenance plan created: ...")
+    web.post("/webhooks/servicenow", json=echo, headers=AUTH)
+    web.post("/webhooks/servicenow", json=echo, headers=AUTH)  # and a duplicate of it
+    run_worker(redis_conn, settings)
+
+    assert len(notes(itsm)) == 1
+
+
+def test_a_note_that_fails_is_retried_until_written_and_recorded_once(noting, itsm, redis_conn):
+    settings, web = noting
+    itsm.reply(503, {"error": "busy"}).drop()  # a 5xx, then an answer lost
+    web.post(
+        "/webhooks/servicenow",
+        json=servicenow_payload("servicenow_change_scheduled.json"),
+        headers=AUTH,
+    )
+    run_worker(redis_conn, settings)  # the reconcile is done; the note waits for its retry
+    for _ in range(3):
+        move_scheduled_jobs(redis_conn)
+        run_worker(redis_conn, settings)
+
+    attempts = [r for r in itsm.received if r.path == NOTE_PATH]
+    assert len(attempts) == 3  # 503, dropped (it may have been written), then written
+    history = Store(redis_conn).history(ChangeRef("servicenow", "CHG0030412"))
+    assert [e["event"] for e in history].count("note") == 1
+    assert [e["event"] for e in history].count("created") == 1  # the reconcile never waited
+
+
+def test_a_note_job_run_again_after_it_was_written_sends_nothing(noting, itsm, redis_conn):
+    settings, web = noting
+    web.post(
+        "/webhooks/servicenow",
+        json=servicenow_payload("servicenow_change_scheduled.json"),
+        headers=AUTH,
+    )
+    run_worker(redis_conn, settings)
+    queue = notes_queue_of(redis_conn)
+    [job_id] = [j for j in queue.finished_job_registry.get_job_ids()]
+    queue.enqueue_job(queue.fetch_job(job_id))  # as a retry after a lost answer would
+    run_worker(redis_conn, settings)
+
+    assert len(notes(itsm)) == 1
+
+
+def test_a_plan_bigpanda_refuses_is_noted_with_its_message(noting, itsm, redis_conn):
+    settings, web = noting
+    with ScriptedBigPanda(
+        default=Reply(400, {"status": 400, "errors": ["condition: bad tag"]})
+    ) as bp:
+        refused = replace(settings, bigpanda_api_url=bp.url)
+        redis_conn.set("bridge:ledger-marker", 1)
+        web.post(
+            "/webhooks/servicenow",
+            json=servicenow_payload("servicenow_change_scheduled.json"),
+            headers=AUTH,
+        )
+        run_worker(redis_conn, refused)
+
+    [text] = notes(itsm)
+    assert text.startswith("BigPanda refused the maintenance plan, so alerts are NOT silenced")
+    assert "condition: bad tag" in text
+
+
+def test_jira_notes_are_comments_on_the_issue(tmp_path, settings, redis_conn, itsm):
+    block = (
+        f"write_back:\n  api: jira\n  url: {itsm.url}\n  record: '{{{{ key }}}}'\n"
+        "  auth: {type: bearer, secret_env: JIRA_API_TOKEN}\n"
+    )
+    folder = with_write_back(tmp_path, "jira.yaml", block)
+    secrets = {**settings.secrets, "JIRA_API_TOKEN": "jira-data-center-token-1"}
+    noted = replace(settings, mappings_dir=folder, secrets=secrets)
+    web = create_app(noted, redis=redis_conn).test_client()
+    payload = sample_payload("jira", "jira_webhook_issue_updated_change.json", timedelta(hours=2))
+    body = json.dumps(payload).encode()
+    digest = hmac.new(JIRA_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    headers = {"Content-Type": "application/json", "X-Hub-Signature": f"sha256={digest}"}
+
+    assert web.post("/webhooks/jira", data=body, headers=headers).status_code == 202
+    run_worker(redis_conn, noted)
+
+    [comment] = [r for r in itsm.received if r.path == "/rest/api/2/issue/ITSM-1042/comment"]
+    assert comment.method == "POST"
+    assert comment.headers["Authorization"] == "Bearer jira-data-center-token-1"
+    assert comment.json["body"].startswith("BigPanda maintenance plan created")
