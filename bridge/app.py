@@ -20,6 +20,7 @@ from .mapping.loader import load_mappings
 from .queue import queue_of
 from .runtime import Runtime
 from .sandbox import create_sandbox
+from .sandbox_itsm import create_itsm_sandbox
 from .store import Store, connect
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
         if not settings.sandbox_token:
             raise ConfigError("BRIDGE_SANDBOX=1 needs BRIDGE_SANDBOX_TOKEN (bridge dev sets both)")
         app.register_blueprint(create_sandbox(redis, settings.sandbox_token))
+        app.register_blueprint(create_itsm_sandbox(redis))
     if settings.sandbox_forced:
         log.warning(SANDBOX_FORCED)
     _register_error_handlers(app)

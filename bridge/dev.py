@@ -28,7 +28,8 @@ def run_dev(port: int) -> int:
         if not env.get("REDIS_URL"):
             children.append(_start_embedded_redis(env))
         sandbox = _sandbox_settings(env, port)
-        for secret in ("SERVICENOW_WEBHOOK_TOKEN", "JIRA_WEBHOOK_SECRET", "JIRA_AUTOMATION_TOKEN"):
+        # The webhook secrets, and the note credentials a write_back section may name.
+        for secret in (*WEBHOOK_SECRETS, "SERVICENOW_API_PASSWORD", "JIRA_API_TOKEN"):
             env.setdefault(secret, secrets.token_urlsafe(18))
         children.append(
             _spawn(
@@ -62,6 +63,9 @@ def _install_stop_handlers() -> list[int]:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda number, _frame: received.append(number))
     return received
+
+
+WEBHOOK_SECRETS = ("SERVICENOW_WEBHOOK_TOKEN", "JIRA_WEBHOOK_SECRET", "JIRA_AUTOMATION_TOKEN")
 
 
 def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen:
@@ -167,6 +171,7 @@ def sample_change(now: datetime) -> dict:
         # Newer on every run of `bridge dev` (sys_updated_on breaks a tie within a minute).
         "sys_mod_count": str(int(now.timestamp() // 60)),
         "sys_updated_on": now.strftime(stamp),
+        "sys_id": "0123456789abcdef0123456789abcdef",  # where a write-back note would go
         "cmdb_ci": {"value": "0" * 32, "display_value": "web-01"},
     }
 

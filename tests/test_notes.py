@@ -186,3 +186,48 @@ def test_jira_notes_are_comments_on_the_issue(tmp_path, settings, redis_conn, it
     assert comment.method == "POST"
     assert comment.headers["Authorization"] == "Bearer jira-data-center-token-1"
     assert comment.json["body"].startswith("BigPanda maintenance plan created")
+
+
+def test_the_built_in_itsm_stand_in_keeps_the_notes_for_bridge_dev(tmp_path, settings, redis_conn):
+    from bridge_harness import serve_in_thread
+    from flask import Flask
+
+    from bridge.sandbox_itsm import create_itsm_sandbox
+
+    stand_in = Flask("itsm-under-test")
+    stand_in.register_blueprint(create_itsm_sandbox(redis_conn))
+    with serve_in_thread(stand_in) as port:
+        url = f"http://127.0.0.1:{port}/sandbox/itsm"
+        block = (
+            f"write_back:\n  api: servicenow\n  url: {url}\n  record: '{{{{ sys_id }}}}'\n"
+            "  auth: {type: basic, username: bridge, secret_env: SERVICENOW_API_PASSWORD}\n"
+        )
+        folder = with_write_back(tmp_path, "servicenow.yaml", block)
+        secrets = {**settings.secrets, "SERVICENOW_API_PASSWORD": API_PASSWORD}
+        noted = replace(settings, mappings_dir=folder, secrets=secrets)
+        web = create_app(noted, redis=redis_conn).test_client()
+        payload = servicenow_payload("servicenow_change_scheduled.json")
+        web.post("/webhooks/servicenow", json=payload, headers=AUTH)
+        run_worker(redis_conn, noted)
+        listed = stand_in.test_client().get("/sandbox/itsm/notes").json["notes"]
+
+    [note] = listed
+    assert (note["api"], note["record"]) == ("servicenow", f"change_request/{SYS_ID}")
+    assert note["text"].startswith("BigPanda maintenance plan created")
+
+
+def test_bridge_show_lists_the_notes_with_the_other_events(noting, itsm, redis_conn):
+    from bridge.story import story
+
+    settings, web = noting
+    web.post(
+        "/webhooks/servicenow",
+        json=servicenow_payload("servicenow_change_scheduled.json"),
+        headers=AUTH,
+    )
+    run_worker(redis_conn, settings)
+
+    told = story(Store(redis_conn), None, ChangeRef("servicenow", "CHG0030412"))
+    events = [event["event"] for event in told.to_json()["events"]]
+    assert events.index("received") < events.index("created") < events.index("note")
+    assert any("note" in line and SYS_ID in line for line in told.lines())

@@ -1,0 +1,44 @@
+"""A built-in stand-in for the senders' note APIs (ServiceNow's Table API work_notes, Jira's
+issue comments), mounted with the sandbox under /sandbox/itsm for `bridge dev`: a mapping file
+whose `write_back.url` is http://127.0.0.1:<port>/sandbox/itsm writes its notes here, and
+GET /sandbox/itsm/notes lists them. Notes live in Redis, newest first; any credentials pass."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import redis
+from flask import Blueprint, request
+
+NOTES_KEY = "sandbox:notes"
+KEEP = 500
+
+
+def create_itsm_sandbox(redis_conn: redis.Redis) -> Blueprint:
+    """The blueprint; `redis_conn` keeps the notes (every gunicorn worker sees the same)."""
+    itsm = Blueprint("sandbox_itsm", __name__, url_prefix="/sandbox/itsm")
+
+    def keep(api: str, record: str, text: Any) -> None:
+        entry = {"at": int(time.time()), "api": api, "record": record, "text": str(text)}
+        redis_conn.lpush(NOTES_KEY, json.dumps(entry))
+        redis_conn.ltrim(NOTES_KEY, 0, KEEP - 1)
+
+    @itsm.patch("/api/now/table/<table>/<sys_id>")
+    def work_note(table: str, sys_id: str) -> dict[str, Any]:
+        body = request.get_json(silent=True) or {}
+        keep("servicenow", f"{table}/{sys_id}", body.get("work_notes", ""))
+        return {"result": {"sys_id": sys_id}}
+
+    @itsm.post("/rest/api/2/issue/<key>/comment")
+    def comment(key: str) -> tuple[dict[str, Any], int]:
+        body = request.get_json(silent=True) or {}
+        keep("jira", key, body.get("body", ""))
+        return {"id": str(redis_conn.llen(NOTES_KEY)), "body": body.get("body", "")}, 201
+
+    @itsm.get("/notes")
+    def notes() -> dict[str, Any]:
+        return {"notes": [json.loads(item) for item in redis_conn.lrange(NOTES_KEY, 0, -1)]}
+
+    return itsm
