@@ -69,7 +69,7 @@ class ChangeConverger:
             found = self.store.rebuild_ledger(listings, self.instance)
             log.info("rebuilt the plan ledger: %d live plans of instance %s", found, self.instance)
         lookup = PlanLookup(self.store, self.clients, self.change, self.owner, self.adopt_unmarked)
-        swept = self._swept(self.store.state(self.change))
+        swept = lookup.swept(self.store.state(self.change))
         outcomes: list[str] = []
         for _ in range(MAX_PASSES):
             state = self.store.state(self.change)
@@ -97,20 +97,6 @@ class ChangeConverger:
         following = [extended(p, state.extension) for p in plans_of(state.desired).values()]
         ends = [plan.end for plan in following if plan and plan.overrun]
         self.store.follow(self.change, max(ends) if ends else None)
-
-    def _swept(self, state: KeyState) -> dict[str, Plan]:
-        """What the drift sweep's listing showed of the change's plans (plan key -> plan), for
-        the plans the ledger still holds under the same id; a plan it found gone is forgotten."""
-        seen: dict[str, Plan] = {}
-        for plan_key, (plan_id, body) in self.store.take_observed(self.change).items():
-            remembered = state.plans.get(plan_key)
-            if remembered is None or remembered.id != plan_id:
-                continue  # the ledger moved on since the listing: it knows better
-            if body is None:
-                self._forget(plan_key, plan_id)
-            else:
-                seen[plan_key] = plan_from_api({**body, "id": plan_id}, time.time())
-        return seen
 
     def _pass(self, state: KeyState, listed: Mapping[str, Plan]) -> list[str]:
         wanted = plans_of(state.desired)

@@ -1,14 +1,16 @@
-"""The two times a reconcile lists BigPanda's plans for one change: after a create of unknown
-outcome (to find the plan it may have made), and once, when its mapping allows adoption, for a
-change a webhook named (to take over the unmarked plan of its key)."""
+"""What a reconcile learns of a change's plans besides its ledger: what the drift sweep's listing
+showed, and the two times it lists BigPanda's plans itself: after a create of unknown outcome (to
+find the plan it may have made), and once, when its mapping allows adoption, for a change a
+webhook named (to take over the unmarked plan of its key)."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from .bigpanda import BigPandaClient
+from .bigpanda import BigPandaClient, plan_from_api
 from .ledger import KeyState, RememberedPlan
 from .model import ChangeRef, Plan, body_of, change_key_of, plans_of
 from .ownership import Owner, is_unmarked
@@ -36,6 +38,21 @@ class PlanLookup:
         if wants_adoption and not state.adoption_checked and key not in state.plans:
             return self._adopt_unmarked(state)
         return {}
+
+    def swept(self, state: KeyState) -> dict[str, Plan]:
+        """What the drift sweep's listing showed of the change's plans (plan key -> plan), for
+        the plans the ledger still holds under the same id; a plan it found gone is forgotten."""
+        seen: dict[str, Plan] = {}
+        for plan_key, (plan_id, body) in self.store.take_observed(self.change).items():
+            remembered = state.plans.get(plan_key)
+            if remembered is None or remembered.id != plan_id:
+                continue  # the ledger moved on since the listing: it knows better
+            if body is None:
+                self.store.remember_plan(self.change, plan_key, None)
+                self.store.record(self.change, "vanished", plan_key=plan_key, plan_id=plan_id)
+            else:
+                seen[plan_key] = plan_from_api({**body, "id": plan_id}, time.time())
+        return seen
 
     def _listing(self, state: KeyState) -> Iterator[tuple[str | None, Plan]]:
         """The live plans of the organizations this change's plans live in, with their target."""
