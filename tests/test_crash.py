@@ -25,7 +25,8 @@ from bridge_harness import (
 from rq import Worker
 from rq.job import JobStatus
 
-from bridge import jobs, worker
+from bridge import jobs
+from bridge import queue as rq_owner
 from bridge.app import create_app
 from bridge.model import ChangeRef
 from bridge.queue import QUEUE_NAME, queue_of
@@ -158,16 +159,16 @@ def test_a_worker_killed_with_the_scheduler_lock_does_not_hold_back_retries(
 
     # RQ alone would wait for the dead holder's lock to expire: a minute after its last refresh.
     # Here: two maintenance passes of the survivor to see the lock unrefreshed, then its own.
-    assert took < 3 * worker.MAINTENANCE_SECONDS + 5
+    assert took < 3 * rq_owner.MAINTENANCE_SECONDS + 5
 
 
 def test_the_scheduler_lock_of_a_live_worker_is_kept(start_worker, redis_conn):
     start_worker()
     wait_for(lambda: redis_conn.exists(SCHEDULER_LOCK), 15)
-    watch = worker.SchedulerLockWatch()
+    watch = rq_owner.SchedulerLockWatch()
 
     freed = [watch.release_if_dead(redis_conn)]
-    time.sleep(worker.SCHEDULER_SILENCE_SECONDS + 0.5)
+    time.sleep(rq_owner.SCHEDULER_SILENCE_SECONDS + 0.5)
     freed.append(watch.release_if_dead(redis_conn))
 
     assert freed == [False, False]
@@ -176,11 +177,11 @@ def test_the_scheduler_lock_of_a_live_worker_is_kept(start_worker, redis_conn):
 
 def test_a_scheduler_lock_nobody_refreshes_is_freed_at_the_second_look(redis_conn):
     redis_conn.set(SCHEDULER_LOCK, "a-dead-scheduler", px=61_000)
-    watch = worker.SchedulerLockWatch()
+    watch = rq_owner.SchedulerLockWatch()
 
     first_look = watch.release_if_dead(redis_conn)
     too_soon = watch.release_if_dead(redis_conn)
-    time.sleep(worker.SCHEDULER_SILENCE_SECONDS + 0.5)
+    time.sleep(rq_owner.SCHEDULER_SILENCE_SECONDS + 0.5)
     second_look = watch.release_if_dead(redis_conn)
 
     assert (first_look, too_soon, second_look) == (False, False, True)
@@ -193,7 +194,7 @@ def test_rqs_heartbeat_grace_is_what_the_worker_corrects_for(redis_conn):
     from rq import Worker
     from rq.job import Job
 
-    from bridge.worker import HEARTBEAT_GRACE_SECONDS, RQ_HEARTBEAT_GRACE_SECONDS, make_worker
+    from bridge.queue import HEARTBEAT_GRACE_SECONDS, RQ_HEARTBEAT_GRACE_SECONDS, make_worker
 
     job = Job.create("builtins.len", args=("x",), connection=redis_conn, timeout=-1)
     plain = Worker(["bridge"], connection=redis_conn, job_monitoring_interval=5)
