@@ -231,3 +231,17 @@ def test_bridge_show_lists_the_notes_with_the_other_events(noting, itsm, redis_c
     events = [event["event"] for event in told.to_json()["events"]]
     assert events.index("received") < events.index("created") < events.index("note")
     assert any("note" in line and SYS_ID in line for line in told.lines())
+
+
+def test_a_missing_write_back_credential_stops_the_start_naming_it(tmp_path, settings):
+    from bridge.errors import ConfigError
+    from bridge.mapping.loader import load_mappings
+
+    block = (
+        "write_back:\n  api: jira\n  url: https://acme.atlassian.net\n  record: '{{ key }}'\n"
+        "  auth: {type: bearer, secret_env: JIRA_API_TOKEN}\n"
+    )
+    folder = with_write_back(tmp_path, "jira.yaml", block)
+    with pytest.raises(ConfigError, match=r"write_back\.auth\.secret_env: environment variable "):
+        load_mappings(folder, settings.secrets)
+    assert load_mappings(folder, None)  # a check or preview without secrets still loads it

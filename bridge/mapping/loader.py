@@ -172,7 +172,7 @@ def load_file(path: Path, secrets: Mapping[str, str] | None) -> SourceMapping:
     except ValidationError as exc:
         errors = [e for e in leaves(exc.messages) if not _from_defaults(e[0], document)]
     verifiers, auth_errors = verifiers_of(document.get("auth"), secrets)
-    errors += auth_errors + _unknown_targets(document)
+    errors += auth_errors + _unknown_targets(document) + _write_back_secret(document, secrets)
     if errors or data is None:
         found = [describe(path, where, message, lines, document) for where, message in errors]
         raise ConfigError("\n".join(dict.fromkeys(found)))
@@ -221,6 +221,18 @@ def _compile(path: Path, data: dict[str, Any], verifiers: tuple[Verifier, ...]) 
         delivery_id_header=data.get("delivery_id_header"),
         **_write_back(data.get("write_back")),
     )
+
+
+def _write_back_secret(
+    document: dict, secrets: Mapping[str, str] | None
+) -> list[tuple[Where, str]]:
+    """The credential of `write_back`, like a webhook secret, must be set to start."""
+    write_back = document.get("write_back")
+    auth = write_back.get("auth") if isinstance(write_back, dict) else None
+    name = auth.get("secret_env") if isinstance(auth, dict) else None
+    if secrets is None or not isinstance(name, str) or secrets.get(name):
+        return []
+    return [(("write_back", "auth", "secret_env"), f"environment variable {name} is not set")]
 
 
 def _write_back(data: dict[str, Any] | None) -> dict[str, Any]:
