@@ -16,12 +16,12 @@ from rq.serializers import JSONSerializer
 from . import jobs
 from .errors import PermanentError, TransientError
 from .model import ChangeRef
-from .queue import QUEUE_NAME, RETRY_INTERVALS
+from .queue import NOTES_QUEUE_NAME, QUEUE_NAME, RETRY_INTERVALS, WRITE_NOTE
 from .store import Store
 
 RECONCILE = f"{jobs.reconcile_change.__module__}.{jobs.reconcile_change.__qualname__}"
 # What a reconcile records in the key's history each time a run of it fails.
-FAILED_RUN_EVENTS = frozenset({"retrying", "failed"})
+FAILED_RUN_EVENTS = frozenset({"retrying", "failed", "note_failed"})
 # The exception class the worker writes before BigPanda's message: not worth showing.
 _BIGPANDA_PREFIXES = tuple(
     f"{e.__module__}.{e.__qualname__}: " for e in (PermanentError, TransientError)
@@ -50,16 +50,23 @@ class FailedJob:
         }
 
 
-def failed_registry(connection: Redis) -> FailedJobRegistry:
-    return FailedJobRegistry(QUEUE_NAME, connection=connection, serializer=JSONSerializer)
+def failed_registries(connection: Redis) -> list[FailedJobRegistry]:
+    """The failed jobs of the reconcile queue, then of the notes queue."""
+    return [
+        FailedJobRegistry(name, connection=connection, serializer=JSONSerializer)
+        for name in (QUEUE_NAME, NOTES_QUEUE_NAME)
+    ]
 
 
 def list_failed(connection: Redis) -> list[FailedJob]:
-    """Every failed reconcile job still kept by RQ, the latest failure first."""
-    ids = failed_registry(connection).get_job_ids()
+    """Every failed reconcile or note job RQ still keeps (a note's id starts with `note-`), the
+    latest failure first."""
+    ids = [
+        job_id for registry in failed_registries(connection) for job_id in registry.get_job_ids()
+    ]
     found = Job.fetch_many(ids, connection=connection, serializer=JSONSerializer)
     store = Store(connection)
-    failed = [_describe(job, store) for job in found if job is not None and _is_reconcile(job)]
+    failed = [_describe(job, store) for job in found if job is not None and _is_ours(job)]
     oldest = datetime.min.replace(tzinfo=UTC)
     return sorted(failed, key=lambda job: job.failed_at or oldest, reverse=True)
 
@@ -67,14 +74,15 @@ def list_failed(connection: Redis) -> list[FailedJob]:
 def requeue(connection: Redis, job_id: str) -> ChangeRef | None:
     """Put one failed reconcile job back on the queue with its retries restored; returns its
     change, or None when no failed reconcile job has that id."""
-    registry = failed_registry(connection)
-    if job_id not in registry:  # also refuses ids RQ would not accept, without fetching them
+    # `in` also refuses ids RQ would not accept, without fetching them.
+    registry = next((r for r in failed_registries(connection) if job_id in r), None)
+    if registry is None:
         return None
     try:
         job = Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
     except NoSuchJobError:  # the job expired while its registry entry did not yet
         return None
-    if not _is_reconcile(job):
+    if not _is_ours(job):
         return None
     # RQ's requeue keeps retries_left, which is 0 here: a failed reconcile used its retries up or
     # was refused for good (jobs.py sets 0). Without this a requeued job would get no retry at all.
@@ -88,9 +96,12 @@ def requeue(connection: Redis, job_id: str) -> ChangeRef | None:
 
 
 def requeue_all(connection: Redis) -> dict[str, ChangeRef]:
-    """Requeue every failed reconcile job; returns the requeued ones: job id -> change."""
+    """Requeue every failed reconcile and note job; returns them: job id -> change."""
     requeued = {}
-    for job_id in failed_registry(connection).get_job_ids():
+    every = [
+        job_id for registry in failed_registries(connection) for job_id in registry.get_job_ids()
+    ]
+    for job_id in every:
         key = requeue(connection, job_id)
         if key is not None:
             requeued[job_id] = key
@@ -109,16 +120,24 @@ def error_of(exc_string: str | None) -> str:
     return last
 
 
-def _is_reconcile(job: Job) -> bool:
-    """A job of ours; one this serializer cannot read is not, rather than the listing's end."""
+def _failed_ids(connection: Redis) -> list[str]:
+    return [
+        job_id for registry in failed_registries(connection) for job_id in registry.get_job_ids()
+    ]
+
+
+def _is_ours(job: Job) -> bool:
+    """A reconcile or note job; one this serializer cannot read is not, rather than the
+    listing's end."""
     try:
-        return job.func_name == RECONCILE and len(job.args) == 2
+        shape = (job.func_name, len(job.args))
     except DeserializationError:
         return False
+    return shape in ((RECONCILE, 2), (WRITE_NOTE, 5))
 
 
 def _change_of(job: Job) -> ChangeRef:
-    source, key = job.args
+    source, key = job.args[:2]
     return ChangeRef(str(source), str(key))
 
 

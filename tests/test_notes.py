@@ -245,3 +245,26 @@ def test_a_missing_write_back_credential_stops_the_start_naming_it(tmp_path, set
     with pytest.raises(ConfigError, match=r"write_back\.auth\.secret_env: environment variable "):
         load_mappings(folder, settings.secrets)
     assert load_mappings(folder, None)  # a check or preview without secrets still loads it
+
+
+def test_a_note_refused_for_good_is_listed_and_requeued_with_the_failed_jobs(
+    noting, itsm, redis_conn
+):
+    from bridge import failed_jobs
+
+    settings, web = noting
+    itsm.reply(403, {"error": {"message": "not allowed to write work notes"}})
+    web.post(
+        "/webhooks/servicenow",
+        json=servicenow_payload("servicenow_change_scheduled.json"),
+        headers=AUTH,
+    )
+    run_worker(redis_conn, settings)
+
+    [failed] = failed_jobs.list_failed(redis_conn)
+    assert failed.id.startswith("note-")
+    assert "not allowed to write work notes" in failed.error
+    assert failed_jobs.requeue(redis_conn, failed.id) == ChangeRef("servicenow", "CHG0030412")
+    run_worker(redis_conn, settings)  # the stand-in now answers 200
+    assert failed_jobs.list_failed(redis_conn) == []
+    assert len([r for r in itsm.received if r.path == NOTE_PATH]) == 2
