@@ -21,7 +21,15 @@ from .keylock import fence_of, key_lock
 from .logs import event as log_event
 from .mapping.loader import SourceMapping, load_mappings
 from .model import ChangeRef
-from .notes import NOTE_SENT_DAYS, NoteClient, note_client, note_text, sent_marker
+from .notes import (
+    NOTE_SENT_DAYS,
+    NoteClient,
+    attempt_marker,
+    note_client,
+    note_text,
+    sent_marker,
+    tag_of,
+)
 from .queue import enqueue_note, honour_retry_after
 from .store import STATS, Store
 
@@ -133,7 +141,7 @@ def _notifier(connection: Redis, store: Store, change: ChangeRef):
         if record is None:
             return
         event_id = uuid.uuid4().hex
-        text = note_text(event, details)
+        text = f"{note_text(event, details)} {tag_of(event_id)}"
         enqueue_note(connection, event_id, (change.source, change.key, event_id, record, text))
 
     return notify
@@ -152,7 +160,12 @@ def write_note(source: str, maintenance_key: str, event_id: str, record: str, te
         return "write-back is not configured for this source any more"
     if job.connection.exists(sent_marker(event_id)):
         return "written already"
+    keep = NOTE_SENT_DAYS * 86400
+    first = job.connection.set(attempt_marker(event_id), "1", nx=True, ex=keep)
     try:
+        if not first and client.holds(record, tag_of(event_id)):
+            job.connection.set(sent_marker(event_id), "1", ex=keep)
+            return "written by an earlier attempt"
         client.write(record, text)
     except PermanentError as exc:
         store.record(
@@ -160,6 +173,6 @@ def write_note(source: str, maintenance_key: str, event_id: str, record: str, te
         )
         job.retries_left = 0
         raise
-    job.connection.set(sent_marker(event_id), "1", ex=NOTE_SENT_DAYS * 86400)
+    job.connection.set(sent_marker(event_id), "1", ex=keep)
     store.record(change, "note", record=record, text=text)
     return "written"

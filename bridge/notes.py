@@ -4,8 +4,10 @@ are not silenced). ServiceNow: the record's work_notes (Table API); Jira: a comm
 
 Notes are their own jobs on their own queue, paced per ITSM instance: a failed note never holds up
 a reconcile. Each note is one event of the change's history, sent once: a note job retried after
-it succeeded sends nothing (a marker per event). The webhook a note triggers (the Business Rule
-fires on the update) changes no desired plan, so it makes no BigPanda call and no note.
+it succeeded sends nothing (a marker per event), and one whose earlier attempt may have written
+it before its worker died looks for the note's tag on the record first. The webhook a note
+triggers (the Business Rule fires on the update) changes no desired plan, so it makes no BigPanda
+call and no note.
 """
 
 from __future__ import annotations
@@ -74,11 +76,26 @@ class NoteClient:
         else:
             self._send("POST", f"{base}/rest/api/2/issue/{rid}/comment", {"body": text})
 
-    def _send(self, method: str, url: str, body: dict[str, Any]) -> None:
+    def holds(self, record: str, tag: str) -> bool:
+        """Whether the record already has a note holding `tag` (an earlier attempt may have
+        written it before its worker died): ServiceNow's journal, Jira's newest comments."""
+        base, rid = self.target.url.rstrip("/"), quote(record, safe="")
+        if self.target.api == "servicenow":
+            query = f"element_id={record}^element=work_notes^valueLIKE{tag}"
+            url = f"{base}/api/now/table/sys_journal_field"
+            found = self._send("GET", url, params={"sysparm_query": query, "sysparm_limit": 1})
+            return bool((found or {}).get("result"))
+        url = f"{base}/rest/api/2/issue/{rid}/comment"
+        found = self._send("GET", url, params={"orderBy": "-created", "maxResults": 100})
+        return any(tag in str(c.get("body")) for c in (found or {}).get("comments") or [])
+
+    def _send(
+        self, method: str, url: str, body: dict[str, Any] | None = None, params: Any = None
+    ) -> Any:
         if self._limiter is not None:
             self._limiter.acquire()
         try:
-            answer = self._session.request(method, url, json=body, timeout=(5, 20))
+            answer = self._session.request(method, url, json=body, params=params, timeout=(5, 20))
         except (requests.Timeout, requests.ConnectionError) as exc:
             raise TransientError(0, f"note: {type(exc).__name__}") from None
         if answer.status_code == 429 or answer.status_code >= 500:
@@ -87,6 +104,10 @@ class NoteClient:
             )
         if answer.status_code >= 300:
             raise PermanentError(answer.status_code, f"note: {answer.text[:200]}")
+        try:
+            return answer.json()
+        except ValueError:
+            return None
 
 
 def note_of(
@@ -120,6 +141,15 @@ def note_text(event: str, details: Mapping[str, Any]) -> str:
 
 def sent_marker(event_id: str) -> str:
     return f"{PREFIX}note-sent:{event_id}"
+
+
+def attempt_marker(event_id: str) -> str:
+    return f"{PREFIX}note-attempt:{event_id}"
+
+
+def tag_of(event_id: str) -> str:
+    """What each note ends with, so that a retry can tell it was written already."""
+    return f"[bridge event {event_id}]"
 
 
 def _utc(epoch: Any) -> str:

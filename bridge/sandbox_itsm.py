@@ -37,6 +37,24 @@ def create_itsm_sandbox(redis_conn: redis.Redis) -> Blueprint:
         keep("jira", key, body.get("body", ""))
         return {"id": str(redis_conn.llen(NOTES_KEY)), "body": body.get("body", "")}, 201
 
+    @itsm.get("/api/now/table/sys_journal_field")
+    def journal() -> dict[str, Any]:
+        """The subset the bridge asks: element_id=<sys_id>^element=work_notes^valueLIKE<text>."""
+        terms = dict(
+            t.split("=", 1) if "=" in t else (t[:9], t[9:])
+            for t in request.args.get("sysparm_query", "").split("^")
+        )
+        record, text = terms.get("element_id", ""), terms.get("valueLIKE", "")
+        found = [n for n in stored() if n["record"].endswith(f"/{record}") and text in n["text"]]
+        return {"result": [{"sys_id": str(i)} for i, _ in enumerate(found)]}
+
+    @itsm.get("/rest/api/2/issue/<key>/comment")
+    def comments(key: str) -> dict[str, Any]:
+        return {"comments": [{"body": n["text"]} for n in stored() if n["record"] == key]}
+
+    def stored() -> list[dict[str, Any]]:
+        return [json.loads(item) for item in redis_conn.lrange(NOTES_KEY, 0, -1)]
+
     @itsm.get("/notes")
     def notes() -> dict[str, Any]:
         return {"notes": [json.loads(item) for item in redis_conn.lrange(NOTES_KEY, 0, -1)]}

@@ -123,8 +123,11 @@ def test_a_note_that_fails_is_retried_until_written_and_recorded_once(noting, it
         move_scheduled_jobs(redis_conn)
         run_worker(redis_conn, settings)
 
-    attempts = [r for r in itsm.received if r.path == NOTE_PATH]
-    assert len(attempts) == 3  # 503, dropped (it may have been written), then written
+    writes = [r.method for r in itsm.received if r.path == NOTE_PATH]
+    lookups = [r.method for r in itsm.received if "sys_journal_field" in r.path]
+    # A 503; then a retry looks for the note first (that answer is lost); then it looks again,
+    # finds none, and writes.
+    assert (writes, lookups) == (["PATCH", "PATCH"], ["GET", "GET"])
     history = Store(redis_conn).history(ChangeRef("servicenow", "CHG0030412"))
     assert [e["event"] for e in history].count("note") == 1
     assert [e["event"] for e in history].count("created") == 1  # the reconcile never waited
@@ -268,3 +271,29 @@ def test_a_note_refused_for_good_is_listed_and_requeued_with_the_failed_jobs(
     run_worker(redis_conn, settings)  # the stand-in now answers 200
     assert failed_jobs.list_failed(redis_conn) == []
     assert len([r for r in itsm.received if r.path == NOTE_PATH]) == 2
+
+
+def test_a_note_whose_worker_died_after_writing_it_is_not_written_again(noting, itsm, redis_conn):
+    """The worker wrote the note, then died before it could mark it sent: the retry finds the
+    note's tag on the record (ServiceNow's journal) and writes nothing."""
+    settings, web = noting
+    web.post(
+        "/webhooks/servicenow",
+        json=servicenow_payload("servicenow_change_scheduled.json"),
+        headers=AUTH,
+    )
+    run_worker(redis_conn, settings)
+    [note] = notes(itsm)
+    for marker in redis_conn.keys("bridge:note-sent:*"):
+        redis_conn.delete(marker)  # as if the worker had died between the write and the mark
+    queue = notes_queue_of(redis_conn)
+    [job_id] = queue.finished_job_registry.get_job_ids()
+    itsm.reply(200, {"result": [{"sys_id": "journal-entry-1"}]})  # the journal holds the tag
+    queue.enqueue_job(queue.fetch_job(job_id))  # what RQ does with an abandoned job
+    run_worker(redis_conn, settings)
+
+    lookup = [r for r in itsm.received if r.method == "GET"]
+    assert len(lookup) == 1
+    assert "sys_journal_field" in lookup[0].path and "bridge+event" in lookup[0].path
+    assert notes(itsm) == [note]  # written once
+    assert note.endswith("]") and "[bridge event " in note
