@@ -194,16 +194,16 @@ def start_rig(tmp: Path, stack: ExitStack, latency: float, workers: int, rate: f
 
 
 def _queue_of(redis: Redis, workers: int, logs: list[Path]) -> Queue:
-    """The queue the workers listen on, once all of them have registered (named by RQ, so that
-    the bench needs no name from inside the bridge)."""
+    """The reconcile queue, once all workers have registered: the first each listens on (the
+    notes queue comes after it)."""
     deadline = time.monotonic() + 30
     while len(found := Worker.all(connection=redis)) < workers:
         if time.monotonic() > deadline:
             raise BenchError("the workers did not start within 30 s" + _tails(logs))
         time.sleep(0.05)
-    names = {queue.name for worker in found for queue in worker.queues}
+    names = {worker.queues[0].name for worker in found}
     if len(names) != 1:
-        raise BenchError(f"the workers listen on {sorted(names)}, not one queue")
+        raise BenchError(f"the workers listen first on {sorted(names)}, not one queue")
     return Queue(names.pop(), connection=redis, serializer=JSONSerializer)
 
 
