@@ -244,7 +244,7 @@ def staging_redis(redis_url):
     """A second Redis database for a second bridge instance (its own memory)."""
     parts = urlsplit(redis_url)
     if parts.scheme == "unix":
-        url = urlunsplit(parts._replace(query="db=1"))
+        url = f"{redis_url}?db=1"  # urlunsplit would drop the empty host: unix:/path
     else:
         db = int(parts.path.strip("/") or 0)
         url = urlunsplit(parts._replace(path=f"/{(db + 1) % 16}"))
