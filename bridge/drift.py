@@ -3,7 +3,7 @@ repairs, and what `bridge reconcile --dry-run` prints, without queueing or writi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from .bigpanda import BigPandaClient
@@ -47,6 +47,22 @@ class DriftReport:
 
 
 Listing = Mapping[str | None, Mapping[str, Plan]]  # by target, then by plan id
+RETENTION_SECONDS = 60 * 24 * 3600  # BigPanda returns a plan for 60 days after its end
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """A live plan with this instance's mark that no ledger entry holds, whose change wants no
+    plan (or is no longer remembered): a sweep has its change's reconcile find and end it."""
+
+    change: ChangeRef
+    plan: Plan
+    why: str
+
+    def repair(self) -> Repair:
+        action = "stop" if self.plan.status == "running" else "delete"
+        key = self.plan.maintenance_key or self.change.key
+        return Repair(self.change, key, action, f"plan {self.plan.id}: {self.why}")
 
 
 @dataclass
@@ -86,13 +102,51 @@ def find_drift(
         remembered_ids |= {plan.id for plan in state.plans.values()}
         if progress:
             progress(change)
-    report.unremembered = sum(
-        1
-        for plans in listed.values()
-        for plan in plans.values()
-        if plan.status != "ended" and plan.id not in remembered_ids and change_of(plan, instance)
-    )
+    unremembered = list(unremembered_plans(listed, remembered_ids, instance))
+    report.unremembered = len(unremembered)
+    if store.ledger_intact():  # as the sweep: without it, no plan is known to be unremembered
+        report.repairs += [orphan.repair() for orphan in find_orphans(store, unremembered, now)]
     return report
+
+
+def unremembered_plans(
+    listed: Listing, remembered_ids: set[str], instance: str
+) -> Iterator[tuple[ChangeRef, Plan]]:
+    """Live plans with this instance's mark whose ids the ledger does not hold, by change."""
+    for plans in listed.values():
+        for plan in plans.values():
+            change = change_of(plan, instance)
+            if plan.status != "ended" and plan.id not in remembered_ids and change is not None:
+                yield change, plan
+
+
+def find_orphans(
+    store: Store, unremembered: Iterable[tuple[ChangeRef, Plan]], now: float
+) -> list[Orphan]:
+    """The unremembered marked plans whose change wants none of them: no longer remembered,
+    forgotten over the retention period ago, or remembered wanting no such plan. A plan a
+    reconcile is about to find (a create of unknown outcome, a forget since) is left to it."""
+    orphans = []
+    for change, plan in unremembered:
+        why = _orphaned(store.state(change), store.forgotten_at(change), plan, now)
+        if why:
+            orphans.append(Orphan(change, plan, why))
+    return orphans
+
+
+def _orphaned(state: KeyState, forgotten_at: int | None, plan: Plan, now: float) -> str | None:
+    if forgotten_at is not None:
+        if forgotten_at < now - RETENTION_SECONDS:
+            return "its change was forgotten over the retention period ago"
+        return None  # the change's next webhook finds it
+    if state.pending_job or state.create_uncertain:
+        return None  # its change's reconcile looks for it anyway
+    if state.desired is None and state.version is None:
+        return "its change is no longer remembered"
+    wanted = plans_of(state.desired).get(plan.maintenance_key or "")
+    if wanted is None or wanted.end <= now:
+        return "its change wants no such plan"
+    return None
 
 
 def check_change(

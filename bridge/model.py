@@ -81,9 +81,17 @@ class Change:
     # The version's time part, as (field, epoch seconds), when it has one: checked against the
     # clock so that one event dated in the future cannot make every later event stale.
     version_time: tuple[str, float] | None = None
+    # (index in the version, field, largest jump): a version part may not jump further past the
+    # newest seen for the change (or past 0 for a new one), so one event cannot make it deaf.
+    version_bound: tuple[int, str, int] | None = None
+    # Fields the source could not read with certainty, and why (a display date in an unknown
+    # zone, a CI reference without a name): a plan that needs one of them is refused, naming it.
+    doubts: Mapping[str, str] = field(default_factory=dict)
+    ci_doubts: tuple[str, ...] = ()  # the doubts about the change's CIs: any refuses a plan
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fields", MappingProxyType(dict(self.fields)))
+        object.__setattr__(self, "doubts", MappingProxyType(dict(self.doubts)))
 
 
 @dataclass(frozen=True)

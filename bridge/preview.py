@@ -26,6 +26,7 @@ def preview(
             "fields": dict(change.fields),
             "version": list(change.version),
             "cis": [{"name": ci.name, "class": ci.ci_class} for ci in change.cis],
+            "doubts": dict(change.doubts),
         },
         "rules": [
             {"rule": v.rule, "selected": v.selected, "reason": v.reason}
@@ -38,7 +39,7 @@ def preview(
     }
     if store is not None:
         ref = ChangeRef(mapping.source, decision.maintenance_key)
-        result["answer"] = store.predict(ref, decision, change.version)
+        result["answer"] = store.predict(ref, decision, change.version, change.version_bound)
     return result
 
 

@@ -26,8 +26,9 @@ end
 # ARGV: version JSON, decision JSON, "1" if the decision wants a plan, history JSON, RQ's job key
 #       prefix, history length, the stats counter prefix ("webhooks:<source>:"), the key of the
 #       sender's delivery id ("" when none), the webhook histogram's bucket and sum fields and
-#       the seconds to add, the time in ms, the new job's id, and "1" for a dry run (preview:
-#       the verdict is decided by the same lines, and nothing is written).
+#       the seconds to add, the time in ms, the new job's id, "1" for a dry run (preview:
+#       the verdict is decided by the same lines, and nothing is written), and the version's
+#       bound as "<index>,<largest jump>" ("" when none).
 INGEST = (
     PENDING_JOB
     + """
@@ -54,6 +55,15 @@ local function answer(verdict, job)
     redis.call('HSETNX', KEYS[1], 'accepted_at', ARGV[12])
   end
   return {verdict, job or ''}
+end
+-- A version part that jumps too far past the newest seen (ARGV[15]: "<index>,<jump>") would
+-- make the change deaf to its next events: refused before anything is written.
+if ARGV[15] ~= '' then
+  local index, jump = string.match(ARGV[15], '^(%d+),(%d+)$')
+  local seen = redis.call('HGET', KEYS[1], 'version')
+  local newest = seen and tonumber(cjson.decode(seen)[tonumber(index) + 1]) or 0
+  local new = tonumber(cjson.decode(ARGV[1])[tonumber(index) + 1]) or 0
+  if new - newest > tonumber(jump) then return {'too_far', string.format('%d', newest)} end
 end
 -- A delivery the sender names, seen within a day: a redelivery, whatever it holds.
 if ARGV[8] ~= '' then

@@ -18,6 +18,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from . import histograms
+from .errors import InvalidChange
 from .ledger import (
     IngestResult,
     KeyState,
@@ -60,12 +61,15 @@ class Store:
         event: dict[str, Any],
         delivery: str | None = None,
         seconds: float = 0.0,
+        bound: tuple[int, str, int] | None = None,
     ) -> IngestResult:
         """Order, store and coalesce one event; marks the change pending under `job_id` unless
         a job waits already (verdict "enqueue": the caller then enqueues that job).
         `delivery`, the sender's id of this delivery: a repeat within a day is a duplicate.
-        `seconds`, the webhook's handling time so far, goes to its histogram."""
-        return self._verdict(change, decision, version, job_id, event, delivery, seconds)
+        `seconds`, the webhook's handling time so far, goes to its histogram. `bound`, the
+        version part (index, field, largest jump) that may not jump far past the newest seen:
+        InvalidChange names the field, and nothing is written."""
+        return self._verdict(change, decision, version, job_id, event, delivery, seconds, bound)
 
     def _verdict(
         self,
@@ -76,6 +80,7 @@ class Store:
         event: dict[str, Any],
         delivery: str | None,
         seconds: float,
+        bound: tuple[int, str, int] | None,
         dry: bool = False,
     ) -> IngestResult:
         bucket, total = histograms.fields("webhook_seconds", [change.source], seconds)
@@ -98,13 +103,22 @@ class Store:
                 int(time.time() * 1000),
                 job_id,
                 "1" if dry else "0",
+                f"{bound[0]},{bound[2]}" if bound else "",
             ],
         )
+        if verdict == b"too_far":
+            _refuse_jump(list(version), bound, int(found_job))  # type: ignore[arg-type]
         return IngestResult(verdict.decode(), found_job.decode() or None)  # type: ignore[arg-type]
 
-    def predict(self, change: ChangeRef, decision: Decision, version: Iterable[float]) -> str:
+    def predict(
+        self,
+        change: ChangeRef,
+        decision: Decision,
+        version: Iterable[float],
+        bound: tuple[int, str, int] | None = None,
+    ) -> str:
         """How ingest would answer now: the ingest script itself, told to write nothing."""
-        verdict = self._verdict(change, decision, version, "preview", {}, None, 0.0, dry=True)
+        verdict = self._verdict(change, decision, version, "preview", {}, None, 0.0, bound, True)
         if verdict.verdict in ("stale", "duplicate"):
             return f"ignored: {verdict.verdict}"
         if verdict.verdict == "ignored":
@@ -174,7 +188,7 @@ class Store:
         if uncertain:
             self.redis.hset(_change(change), "create_uncertain", "1")
         else:
-            self.redis.hdel(_change(change), "create_uncertain")
+            self.redis.hdel(_change(change), "create_uncertain", "forgotten_at")
 
     def observe(self, change: ChangeRef, observed: Mapping[str, tuple[str, Plan | None]]) -> None:
         """Leave what a sweep's listing showed of the change's plans (plan key -> (id, plan or
@@ -228,10 +242,34 @@ class Store:
         return json.loads(newest)["at"] if newest else None
 
     def forget(self, change: ChangeRef) -> None:
-        """Drop everything the bridge remembers of a change; BigPanda is not touched."""
-        with self.redis.pipeline() as pipe:
+        """Drop everything the bridge remembers of a change; BigPanda is not touched. A plan it
+        may have stays findable: the next reconcile of the change looks for its marked plans
+        (as after a create of unknown outcome), and the sweep removes them after the retention
+        period (`forgotten_at`)."""
+        plans, uncertain = self.redis.hmget(_change(change), ["plans", "create_uncertain"])
+        with self.redis.pipeline() as pipe:  # MULTI: never a moment with neither
             pipe.delete(_change(change), _history(change)).srem(KNOWN_KEYS, change.id)
+            if plans or uncertain:
+                lookout = {"create_uncertain": "1", "forgotten_at": int(time.time())}
+                pipe.hset(_change(change), mapping=lookout)
             pipe.execute()
+
+    def forgotten_at(self, change: ChangeRef) -> int | None:
+        """When `forget` dropped the change while it may still have had a plan (epoch s)."""
+        at = self.redis.hget(_change(change), "forgotten_at")
+        return int(at) if at else None
+
+    def take_orphan(self, change: ChangeRef, why: str) -> None:
+        """A marked plan of the change that the ledger lacks, and the change wants none: its
+        next reconcile looks for it (and, with no desired state left, wants no plan)."""
+        orphan = {"create_uncertain": "1"}
+        if not self.redis.hexists(_change(change), "desired"):
+            orphan["desired"] = decision_to_json(NoPlan(change.key, "not_selected"))
+        with self.redis.pipeline() as pipe:
+            pipe.hset(_change(change), mapping=orphan).hdel(_change(change), "forgotten_at")
+            pipe.sadd(KNOWN_KEYS, change.id)
+            pipe.execute()
+        self.record(change, "orphan", message=why)
 
     def summary(self, change: ChangeRef) -> dict[str, Any]:
         """What the bridge remembers of a change, in brief (what `forget` would drop)."""
@@ -274,6 +312,18 @@ class Store:
             pipe.set(LEDGER_MARKER, int(time.time()))
             pipe.execute()
         return sum(len(plans) for plans in ledger.values())
+
+
+def _refuse_jump(version: list[float], bound: tuple[int, str, int], newest: int) -> None:
+    """A version far past the newest seen: no real sender jumps so far, and accepting it would
+    answer every later event of the change (its cancel too) "stale"."""
+    index, field, jump = bound
+    seen = f"the newest seen is {newest:,}" if newest else "the change is new to the bridge"
+    raise InvalidChange(
+        field,
+        f"is {version[index]:,.0f}, more than {jump:,} past the newest version ({seen}): "
+        "refused, as it would make the change deaf to its next events",
+    )
 
 
 def connect(url: str, verify_tls: bool = True) -> Redis:

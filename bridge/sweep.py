@@ -15,13 +15,18 @@ from dataclasses import dataclass
 from rq import Queue
 
 from .bigpanda import BigPandaClient
-from .drift import Listing, check_change, list_plans
+from .drift import (
+    RETENTION_SECONDS,
+    Listing,
+    check_change,
+    find_orphans,
+    list_plans,
+    unremembered_plans,
+)
 from .ledger import KeyState
 from .model import ChangeRef, plans_of
 from .queue import enqueue_reconcile, new_job_id
 from .store import Store
-
-RETENTION_SECONDS = 60 * 24 * 3600  # BigPanda returns a plan for 60 days after its end
 
 
 @dataclass
@@ -34,12 +39,13 @@ class SweepCounts:
     in_sync: int = 0
     idle: int = 0
     expired: int = 0
+    orphans: int = 0  # marked plans the ledger lacks whose change wants none: ended by a repair
 
     def summary(self) -> str:
         return (
             f"{self.keys} changes: {self.enqueued} repairs queued, {self.already_pending} "
             f"already pending, {self.in_sync} in sync, {self.idle} with nothing to manage, "
-            f"{self.expired} expired"
+            f"{self.expired} expired, {self.orphans} orphaned plans"
         )
 
 
@@ -54,11 +60,18 @@ def sweep(
     """List BigPanda once, then queue a reconcile for each change that differs from it."""
     listed = list_plans(clients)
     counts = SweepCounts()
+    remembered_ids: set[str] = set()
     for change in store.known_changes():
         counts.keys += 1
-        _sweep_change(store, queue, change, listed, instance, now, counts)
+        remembered_ids |= _sweep_change(store, queue, change, listed, instance, now, counts)
         if progress:
             progress(change.id)
+    if store.ledger_intact():  # else every plan looks unremembered until the ledger's rebuild
+        unremembered = unremembered_plans(listed, remembered_ids, instance)
+        for orphan in find_orphans(store, unremembered, now):
+            store.take_orphan(orphan.change, orphan.why)
+            counts.orphans += 1
+            _request(store, queue, orphan.change, counts)
     return counts
 
 
@@ -70,20 +83,27 @@ def _sweep_change(
     instance: str,
     now: float,
     counts: SweepCounts,
-) -> None:
+) -> set[str]:
+    """Queue the change's repair if it needs one; returns the ids of its remembered plans."""
     state = store.state(change)
+    remembered = {plan.id for plan in state.plans.values()}
     if _nothing_to_manage(state, now):
         if (store.last_activity(change) or 0) < now - RETENTION_SECONDS:
             store.forget(change)
             counts.expired += 1
         else:
             counts.idle += 1
-        return
+        return remembered
     drift = check_change(change, state, listed, instance, now)
     if not drift.repairs:
         counts.in_sync += 1
-        return
+        return remembered
     store.observe(change, drift.observed)  # the reconcile acts on what the listing showed
+    _request(store, queue, change, counts)
+    return remembered
+
+
+def _request(store: Store, queue: Queue, change: ChangeRef, counts: SweepCounts) -> None:
     result = store.request_reconcile(change, new_job_id(change))
     if result.verdict == "enqueue":
         enqueue_reconcile(queue, change, result.job_id)

@@ -112,7 +112,14 @@ def _ingest(
         event["record"] = record  # where write-back notes on this change go
     seconds = time.monotonic() - started  # the handling time up to the store, for /metrics
     result = runtime.store.ingest(
-        ref, decision, change.version, new_job_id(ref), event, _delivery(mapping), seconds
+        ref,
+        decision,
+        change.version,
+        new_job_id(ref),
+        event,
+        _delivery(mapping),
+        seconds,
+        change.version_bound,
     )
     if result.verdict == "enqueue":  # the script marked it pending: RQ queues the job
         enqueue_reconcile(runtime.queue, ref, result.job_id)

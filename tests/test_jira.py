@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.errors import InvalidChange
-from bridge.sources.jira import NEWEST, parse
+from bridge.sources.jira import MAX_TIMESTAMP, parse
 
 PAYLOADS = Path(__file__).parent / "payloads" / "jira"
 CHANGE_START = "customfield_10008"
@@ -67,7 +67,7 @@ SAMPLES = {
         "ITSM-1042", "Canceled", "done", 1718210455219, "issue_updated", ["resolution", "status"],
     ),
     "jira_webhook_issue_deleted_change": (
-        "ITSM-1051", "Planning", "new", NEWEST, "issue_deleted", [],
+        "ITSM-1051", "Planning", "new", 1718271002588, "issue_deleted", [],
     ),
     # Data Center: the changelog item has no fieldId, only the field's name.
     "jira_datacenter_webhook": (
@@ -313,7 +313,6 @@ def test_parse_does_not_change_its_input():
         (1718093709301, 1718093709301),
         ("1718093709301", 1718093709301),
         (1718093709301.0, 1718093709301),
-        ("12.5", 12.5),
         (0, 0),
     ],
 )
@@ -345,14 +344,17 @@ def test_neither_timestamp_nor_updated_is_unversioned(webhook, updated):
     assert parse(webhook).version == ()
 
 
-def test_a_delete_is_newer_than_any_event_of_its_key(webhook):
-    webhook["timestamp"] = NEWEST - 1
-    update = parse(webhook)
-    webhook |= {"webhookEvent": "jira:issue_deleted", "timestamp": 1}
+def test_a_delete_is_ordered_by_its_own_timestamp(webhook):
+    """No event is newest forever: a delete is older than a later event of its key (a restored
+    issue) and newer than an earlier one, like any other event."""
+    webhook |= {"webhookEvent": "jira:issue_deleted", "timestamp": 1718000000000}
     delete = parse(webhook)
-    assert delete.version == (NEWEST,) > update.version
     assert delete.fields["deleted"] is True
-    assert NEWEST == 2**53 - 1 == int(float(NEWEST))  # exact as a JSON, double and Lua number
+    webhook |= {"webhookEvent": "jira:issue_updated", "timestamp": 1718000000001}
+    later = parse(webhook)
+    webhook["timestamp"] = 1717999999999
+    assert parse(webhook).version < delete.version < later.version
+    assert delete.version_time == ("timestamp", 1718000000.0)  # checked against the clock too
 
 
 def test_timestamps_compare_as_numbers(webhook):
@@ -389,7 +391,24 @@ def test_issue_must_be_an_object(issue):
 
 @pytest.mark.parametrize(
     "timestamp",
-    ["", "abc", "nan", "inf", "-1", -5, True, [1], {"ms": 1}, NEWEST, 10**400, float("nan")],
+    [
+        "",
+        "abc",
+        "nan",
+        "inf",
+        "-1",
+        -5,
+        True,
+        [1],
+        {"ms": 1},
+        MAX_TIMESTAMP,
+        10**400,
+        float("nan"),
+        "1e12",
+        "1718000000000.5",
+        1.5e12 + 0.5,
+        "-1718000000000",
+    ],
 )
 def test_bad_timestamp_is_named(webhook, timestamp):
     webhook["timestamp"] = timestamp
@@ -442,7 +461,10 @@ ISSUE = st.fixed_dictionaries(
 WEBHOOK = st.fixed_dictionaries(
     {"issue": ISSUE},
     optional={
-        "timestamp": st.integers(0, NEWEST) | st.integers().map(str) | st.floats().map(str) | JSON,
+        "timestamp": st.integers(0, MAX_TIMESTAMP)
+        | st.integers().map(str)
+        | st.floats().map(str)
+        | JSON,
         "webhookEvent": st.sampled_from(["jira:issue_deleted", "jira:issue_updated", ""]) | JSON,
         "changelog": st.fixed_dictionaries({"items": st.lists(OPTION | JSON, max_size=3)}) | JSON,
         "transition": OPTION | JSON,

@@ -13,10 +13,15 @@ from bridge.auth import authenticate
 from bridge.errors import ConfigError, InvalidChange
 from bridge.mapping.condition import MAX_CONDITION_CHARS, condition_length, matches_everything
 from bridge.mapping.extract import read_change
-from bridge.mapping.loader import SourceMapping, Target, check_mappings, load_mappings
+from bridge.mapping.loader import (
+    SourceMapping,
+    Target,
+    VersionField,
+    check_mappings,
+    load_mappings,
+)
 from bridge.mapping.rules import Evaluation, evaluate
 from bridge.model import CI, DesiredPlan, NoPlan, SplitPlan
-from bridge.sources.jira import NEWEST
 
 ROOT = Path(__file__).parent.parent
 PAYLOADS = Path(__file__).parent / "payloads"
@@ -87,7 +92,7 @@ def test_the_shipped_folder_loads_both_sources_with_their_secrets(shipped):
 
 def test_the_example_file_loads_without_secrets():
     mapping = load_mappings(ROOT / "mappings" / "examples", None)["jira-automation"]
-    assert mapping.version_fields == ("sentAt",)
+    assert mapping.version_fields == (VersionField("sentAt"),)
     # Checked without its secret, so it accepts no webhook, not even with its header.
     assert not authenticate(mapping.verifiers, {"X-Bridge-Token": "guess"}, b"{}")
 
@@ -172,9 +177,11 @@ def test_a_planned_outage_silences_its_ci_from_begin_to_end(shipped):
     )
 
 
-def test_a_table_api_record_whose_ci_has_no_name_is_no_ci(shipped):
+def test_a_table_api_record_whose_ci_has_no_name_is_refused_naming_cmdb_ci(shipped):
     raw = sample("servicenow", "servicenow_table_api_change_request")
-    assert run(shipped["servicenow"], raw).decision == NoPlan("CHG0030412", "no_ci")
+    error = refused(shipped["servicenow"], raw)
+    assert error.field == "cmdb_ci"
+    assert "dot-walking `cmdb_ci.name`" in str(error) and "sysparm_display_value" in str(error)
 
 
 def test_an_approved_jira_change_gets_a_plan_for_its_components(shipped):
@@ -216,7 +223,7 @@ def test_a_jsm_change_in_planning_is_not_selected(shipped):
     )
 
 
-def test_a_deleted_issue_wants_no_plan_and_is_the_newest_event(shipped):
+def test_a_deleted_issue_wants_no_plan_ordered_by_its_timestamp(shipped):
     raw = sample("jira", "jira_webhook_issue_deleted_change")
     change = read_change(shipped["jira"], raw)
     evaluation = evaluate(shipped["jira"], change, NOW)
@@ -224,7 +231,7 @@ def test_a_deleted_issue_wants_no_plan_and_is_the_newest_event(shipped):
         "deleted",
         NoPlan("ITSM-1051", "not_selected"),
     )
-    assert change.version == (NEWEST,)
+    assert change.version == (1718271002588,)
 
 
 @pytest.mark.parametrize(
@@ -377,7 +384,8 @@ def test_defaults_are_merged_key_by_key_into_each_rules_plan(tmp_path):
 )
 def test_states_match_state_or_its_label_in_any_case(tmp_path, states, record):
     body = SN_PLAN.replace("  - name: r\n", f"  - name: r\n    states: {states}\n")
-    mapping = load(tmp_path, body, SERVICENOW)
+    # A state sent as its label is a display-mode record: its dates are the user's (here UTC).
+    mapping = load(tmp_path, body, SERVICENOW + "display_values: {time_zone: UTC}\n")
     evaluation = run(mapping, scheduled() | record)
     assert evaluation.rule == "r"
     assert isinstance(evaluation.decision, DesiredPlan)
@@ -794,9 +802,12 @@ def test_without_version_fields_a_generic_change_is_unversioned(tmp_path):
     [
         (None, "sent_at: is missing: it orders the updates of a change"),
         ("", "sent_at: is missing: it orders the updates of a change"),
-        ("soon", "sent_at: is not a number or date: 'soon'"),
+        ("soon", "sent_at: is not a whole number or an ISO 8601 date: 'soon'"),
         (True, "sent_at: is not a number or date: True"),
-        ("nan", "sent_at: is not a finite number: 'nan'"),
+        ("nan", "sent_at: is not a whole number or an ISO 8601 date: 'nan'"),
+        ("1e300", "sent_at: is not a whole number or an ISO 8601 date: '1e300'"),
+        (1e300, "sent_at: is not a whole number: a huge number"),
+        (12.5, "sent_at: is not a whole number: 12.5"),
     ],
 )
 def test_a_version_field_that_is_missing_or_not_a_number_is_named(tmp_path, value, message):

@@ -20,7 +20,6 @@ from bridge.mapping.rules import decide
 from bridge.model import ChangeRef
 from bridge.preview import preview
 from bridge.queue import enqueue_reconcile, new_job_id, queue_of
-from bridge.sources.jira import NEWEST
 from bridge.store import LEDGER_MARKER, Store
 
 ROOT = Path(__file__).parent.parent
@@ -171,9 +170,9 @@ def test_a_jira_change_previews_the_cis_the_file_reads(mappings):
     assert plan["condition"] == {"IN": ["service", ["Payments database"]]}
 
 
-def test_a_deleted_jira_issue_previews_as_the_newest_removal(mappings):
+def test_a_deleted_jira_issue_previews_as_a_removal(mappings):
     result = preview_of(mappings, "jira", "jira_webhook_issue_deleted_change")
-    assert result["change"]["version"] == [NEWEST]
+    assert result["change"]["version"] == [1718271002588]
     assert result["rules"] == [{"rule": "deleted", "selected": True, "reason": None}]
     assert (result["desired"], result["action"]) == ({"no_plan": "not_selected"}, "remove")
 

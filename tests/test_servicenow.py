@@ -367,9 +367,13 @@ def test_bad_value_is_named(record, field, value):
     assert invalid_field(record) == field
 
 
-def test_a_display_only_date_is_refused_not_read_as_utc(record):
+def test_a_display_only_date_is_a_doubt_never_read_as_utc(record):
     record["sys_updated_on"] = {"display_value": "2024-06-10 07:02:31"}
-    assert invalid_field(record) == "sys_updated_on"
+    change = parse(record)
+    assert change.version == (3, 0)  # sys_mod_count alone orders the events
+    assert "display_values" in change.doubts["sys_updated_on"]
+    del record["sys_mod_count"]
+    assert invalid_field(record) == "sys_updated_on"  # then nothing orders them: refused
 
 
 @pytest.mark.parametrize("value", ["web-01", {"name": "web-01"}, 3])

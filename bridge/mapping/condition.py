@@ -4,6 +4,7 @@ their blast radius (a condition never matches more than the change's CIs)."""
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,10 @@ MAX_CONDITION_CHARS = 25_000  # BigPanda's documented limit (one page says 80,00
 OPERATORS = ("=", "!=", "===", "IN", "NOT IN", "AND", "OR")
 DEFAULT_CLASS = "default"
 WILDCARDS = frozenset("*?")  # glob characters of BigPanda's "regex" values
+REGEX_SYNTAX = frozenset('\\.^$|()[]{}+"#@&<>~')  # escaped in a wildcard value (`match: prefix`)
+# Unicode categories no alert tag carries: controls, format (bidi overrides, zero-width),
+# line and paragraph separators, surrogates, private use.
+HIDDEN = frozenset(("Cc", "Cf", "Zl", "Zp", "Cs", "Co"))
 # Tag values a formal regex is tried on: one that finds all of them would match every alert.
 PROBES = ("a", "Z", "0", "-", ".", "/", " ", "_x_", "web-01.example.com", "ü", "x" * 300)
 
@@ -145,21 +150,36 @@ def _items(rule: ConditionRule, cis: Sequence[CI]) -> list[Item]:
         value = ci.name.lower() if rule.lowercase_values else ci.name
         wildcard = rule.match == "prefix"
         for tag in tags:
-            items[(tag.lower(), value + "*" if wildcard else value, wildcard)] = None
+            items[(tag.lower(), literal(value) + "*" if wildcard else value, wildcard)] = None
     return list(items)
 
 
 def _check_name(number: int, ci: CI, match: str) -> None:
-    """A CI name that would silence more than the CI is refused, naming the CI."""
+    """A CI name that would silence more than the CI, or that hides what it silences, is
+    refused, naming the CI."""
     shown = f"CI {number} ({ci.name!r}{', class ' + ci.ci_class if ci.ci_class else ''})"
     if not ci.name.strip():
         raise InvalidChange("cis", f"{shown} has an empty name")
+    hidden = next((char for char in ci.name if unicodedata.category(char) in HIDDEN), None)
+    if hidden is not None:
+        raise InvalidChange(
+            "cis",
+            f"{shown} holds the invisible or control character U+{ord(hidden):04X}: no alert "
+            "carries such a name, so the plan would silence nothing and hide it",
+        )
     if set(ci.name) <= WILDCARDS | {" "}:
         raise InvalidChange("cis", f"{shown} is only wildcard characters: it would match anything")
     if match == "prefix" and WILDCARDS & set(ci.name):
         raise InvalidChange(
             "cis", f"{shown} holds a wildcard character, which `match: prefix` would widen"
         )
+
+
+def literal(name: str) -> str:
+    """A CI name as literal text inside a wildcard value. BigPanda documents only `*` in them;
+    every character a regular expression would read as syntax is escaped, so that `.`, `a|.`
+    or `\\w` match only themselves whichever way BigPanda reads the rest."""
+    return "".join(f"\\{char}" if char in REGEX_SYNTAX else char for char in name)
 
 
 def _condition(items: Sequence[Item], also: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

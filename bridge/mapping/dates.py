@@ -2,6 +2,7 @@
 
     start: start_date       # a field name: format auto, time_zone UTC (ServiceNow internal values)
     end: {field: fields.customfield_10009, format: "%d/%m/%Y %H:%M", time_zone: Europe/Berlin}
+    start: {field: start_date, fallback: work_start}   # the first of them that holds a value
 
 Formats: `auto` (ISO 8601, else a number: epoch milliseconds from 10**11 up, seconds below; so an
 all-digit basic ISO date like `20240615` needs `iso8601`), `iso8601`, `epoch_s`, `epoch_ms`, or a
@@ -13,7 +14,8 @@ as PEP 495's fold=0 reads it:
 - a nonexistent time (spring: the skipped hour) takes the offset in force before the gap, so it
   is shifted forward by the gap: Europe/Berlin 2024-03-31 02:30 -> 01:30 UTC, i.e. 03:30 CEST.
 Fractions of seconds are floored. ServiceNow display values are in the sender's zone and format:
-map the internal value, never a display value.
+the servicenow source reads them with the file's `display_values` (sources/servicenow.py); a
+field it could not read is a doubt, and reading it for a plan is refused, naming the field.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ EXPECTED = {  # format word -> what an error message says the value should have 
     "epoch_s": "epoch seconds",
     "epoch_ms": "epoch milliseconds",
 }
-KEYS = ("field", "format", "time_zone")
+KEYS = ("field", "fallback", "format", "time_zone")
 MS_FROM = 10**11  # 10**11 seconds is the year 5138; 10**11 milliseconds is 1973
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SECOND = timedelta(seconds=1)
@@ -54,12 +56,18 @@ class DateSpec:
     field: str
     format: str = "auto"
     time_zone: str = "UTC"
+    fallback: tuple[str, ...] = ()  # read in turn when `field` holds no value
 
     def __post_init__(self) -> None:
-        if not isinstance(self.field, str) or not self.field.strip():
-            raise ValueError("field: must name a change field, e.g. start_date")
+        for name in (self.field, *self.fallback):
+            if not isinstance(name, str) or not name.strip():
+                raise ValueError("field: must name a change field, e.g. start_date")
         _check_format(self.format)
         _check_zone(self.time_zone)
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return (self.field, *self.fallback)
 
 
 def compile_date_spec(spec: str | Mapping[str, Any]) -> DateSpec:
@@ -73,19 +81,32 @@ def compile_date_spec(spec: str | Mapping[str, Any]) -> DateSpec:
         raise ValueError(f"unknown key {', '.join(unknown)}: use field, format and time_zone")
     if "field" not in spec:
         raise ValueError("field: is required (the change field that holds the date)")
-    return DateSpec(**spec)
+    fallback = spec.get("fallback", ())
+    fallback = (fallback,) if isinstance(fallback, str) else fallback
+    if not isinstance(fallback, list | tuple):
+        raise ValueError("fallback: a field name or a list of them")
+    return DateSpec(**{**spec, "fallback": tuple(fallback)})
 
 
-def read_date(spec: DateSpec, fields: Mapping[str, Any]) -> int:
-    """The spec's date in the change's fields as epoch seconds; InvalidChange names the field."""
-    value = lookup(fields, spec.field)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise InvalidChange(spec.field, "is required for a maintenance plan")
-    seconds = _parse(spec, value)
-    if seconds is None or not FIRST <= seconds <= LAST:
-        expected = EXPECTED.get(spec.format, spec.format)
-        raise InvalidChange(spec.field, f"is not a date as {expected}: '{_shown(value)}'")
-    return seconds
+def read_date(
+    spec: DateSpec, fields: Mapping[str, Any], doubts: Mapping[str, str] | None = None
+) -> int:
+    """The spec's date in the change's fields as epoch seconds: its field, else the first
+    fallback that holds a value. InvalidChange names the field: missing, unreadable, or one the
+    source doubts (`doubts`: field -> why, e.g. a display value in an unknown time zone)."""
+    for name in spec.fields:
+        value = lookup(fields, name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            continue
+        if doubts and name in doubts:
+            raise InvalidChange(name, doubts[name])
+        seconds = _parse(spec, value)
+        if seconds is None or not FIRST <= seconds <= LAST:
+            expected = EXPECTED.get(spec.format, spec.format)
+            raise InvalidChange(name, f"is not a date as {expected}: '{_shown(value)}'")
+        return seconds
+    also = f" (and so are {', '.join(spec.fallback)})" if spec.fallback else ""
+    raise InvalidChange(spec.field, f"is required for a maintenance plan{also}")
 
 
 def parse_duration(value: str | int) -> int:

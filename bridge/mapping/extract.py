@@ -3,19 +3,22 @@ and the check that the change's version is not dated in the future."""
 
 from __future__ import annotations
 
-import math
+import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..errors import InvalidChange
 from ..model import CI, Change, lookup
-from .loader import CISource, SourceMapping
+from .loader import CISource, SourceMapping, VersionField
 
 # A version dated further ahead than this is refused: it would make every later event stale.
 MAX_VERSION_AHEAD_SECONDS = 24 * 3600
+INTEGER = re.compile(r"^\s*[0-9]{1,18}(\.0+)?\s*$")  # no sign, exponent or fraction
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MILLISECOND = timedelta(milliseconds=1)
 
 
 def read_change(mapping: SourceMapping, raw: Mapping[str, Any], now: float | None = None) -> Change:
@@ -26,8 +29,8 @@ def read_change(mapping: SourceMapping, raw: Mapping[str, Any], now: float | Non
     known = {ci.name for ci in change.cis}
     cis = change.cis + tuple(dict.fromkeys(ci for ci in extra if ci.name not in known))
     if mapping.version_fields:
-        version, version_time = _version(mapping.version_fields, change.fields)
-        change = replace(change, version=version, version_time=version_time)
+        version, version_time, bound = _version(mapping.version_fields, change.fields)
+        change = replace(change, version=version, version_time=version_time, version_bound=bound)
     _check_version_time(change, time.time() if now is None else now)
     return replace(change, cis=cis)
 
@@ -62,37 +65,58 @@ def _names(source: CISource, item: Any) -> list[str]:
 
 
 def _version(
-    names: tuple[str, ...], fields: Mapping[str, Any]
-) -> tuple[tuple[float, ...], tuple[str, float] | None]:
-    """The file's version fields as numbers: numbers as they are, dates as epoch milliseconds;
-    and the first date among them (field, epoch seconds), to be checked against the clock."""
-    version, version_time = [], None
-    for name in names:
-        number, is_date = _number(name, lookup(fields, name))
+    entries: tuple[VersionField, ...], fields: Mapping[str, Any]
+) -> tuple[tuple[float, ...], tuple[str, float] | None, tuple[int, str, int] | None]:
+    """The file's version fields as numbers (counters as they are, times in epoch ms); the first
+    time among them as (field, epoch seconds), checked against the clock; and the first counter
+    as (index, field, largest jump), checked against the newest version seen."""
+    version: list[float] = []
+    version_time, bound = None, None
+    for index, entry in enumerate(entries):
+        number, is_time = _number(entry, lookup(fields, entry.field))
         version.append(number)
-        if is_date and version_time is None:
-            version_time = (name, number / 1000)
-    return tuple(version), version_time
+        if is_time and version_time is None:
+            version_time = (entry.field, number / 1000)
+        if not is_time and bound is None:
+            bound = (index, entry.field, entry.max_jump)
+    return tuple(version), version_time, bound
 
 
-def _number(name: str, value: Any) -> tuple[float, bool]:
-    """The value as a number, and whether it was a date."""
+def _number(entry: VersionField, value: Any) -> tuple[int, bool]:
+    """The value as a whole number (a time in epoch ms), and whether it is a time. Counters are
+    integers: a float or an exponent is refused, as no sender counts in them."""
+    name = entry.field
     if value is None or value == "":
         raise InvalidChange(name, "is missing: it orders the updates of a change")
     if isinstance(value, bool):
         raise InvalidChange(name, f"is not a number or date: {value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        pass
-    else:
-        if not math.isfinite(number):
-            raise InvalidChange(name, f"is not a finite number: {value!r}")
-        return number, False
+    if entry.kind in ("counter", "epoch_ms", "epoch_s") or (
+        entry.kind == "auto" and (isinstance(value, int | float) or INTEGER.match(str(value)))
+    ):
+        return _integer(entry, value)
     try:
         moment = datetime.fromisoformat(str(value))
     except ValueError:
-        raise InvalidChange(name, f"is not a number or date: {value!r}") from None
+        raise InvalidChange(name, f"is not a whole number or an ISO 8601 date: {value!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp() * 1000, True
+    return (moment - EPOCH) // MILLISECOND, True
+
+
+def _integer(entry: VersionField, value: Any) -> tuple[int, bool]:
+    """A counter or an epoch time sent as an integer (or an integral string, or 12.0)."""
+    exact = isinstance(value, float) and value.is_integer() and abs(value) < 2**53
+    integral = (isinstance(value, int) and abs(value) < 10**18) or exact
+    if not integral and not (isinstance(value, str) and INTEGER.match(value)):
+        raise InvalidChange(entry.field, f"is not a whole number: {_short(value)}")
+    number = int(value) if isinstance(value, int | float) else int(value.strip().split(".")[0])
+    if number < 0:
+        raise InvalidChange(entry.field, f"is negative: {_short(value)}")
+    if entry.kind == "epoch_s":
+        return number * 1000, True
+    return number, entry.kind == "epoch_ms"
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if not isinstance(value, float) or abs(value) < 1e30 else "a huge number"
+    return text if len(text) <= 60 else text[:57] + "..."

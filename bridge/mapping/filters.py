@@ -25,6 +25,7 @@ OPERATORS = (
 )  # fmt: skip
 ORDER = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 TEXT_TESTS = ("contains", "starts_with", "ends_with")
+LABEL_TESTS = ("equals", "in", "regex", *TEXT_TESTS)  # a label is text: never compared by order
 PASSING_SIGNS = {"gt": (1,), "gte": (0, 1), "lt": (-1,), "lte": (-1, 0)}
 # Why a leaf failed, after "<field> is <value>, ": (its test failed, its negated test held).
 REASONS = {
@@ -60,7 +61,20 @@ class Leaf:
     negated: bool = False
 
     def check(self, fields: Mapping[str, Any]) -> str | None:
-        actual = lookup(fields, self.field)
+        """A field's label (`<field>_display`, e.g. "Emergency" beside "emergency") counts as
+        well as its value: a test passes on either, a negated test needs both to pass."""
+        reason = self._check(lookup(fields, self.field))
+        label = fields.get(f"{self.field}_display")
+        if label is None or self.test not in LABEL_TESTS:
+            return reason
+        if label == lookup(fields, self.field):
+            return reason
+        label_reason = self._check(label)
+        if self.negated:
+            return reason or label_reason
+        return None if label_reason is None else reason
+
+    def _check(self, actual: Any) -> str | None:
         verdict = _run(self.test, actual, self.value)
         if verdict is None and not self.negated:  # `gt` fails on a value it cannot compare,
             bound = f"{ORDER[self.test]} {_text(self.value)}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,13 @@ from ..errors import ConfigError
 from ..notes import WriteBack
 from ..overrun import OverrunRule
 from ..sources import PARSERS, Parser
+from ..sources.servicenow import DisplayValues
 from .auth_entries import verifiers_of
 from .condition import DEFAULT_CLASS, ConditionRule
 from .dates import DateSpec
 from .filters import Filter
 from .positions import Where, describe, leaves, line_numbers
-from .schema import MappingFileSchema, with_defaults
+from .schema import DEFAULT_MAX_DURATION, DEFAULT_MAX_JUMP, MappingFileSchema, with_defaults
 from .templates import Template
 
 
@@ -44,6 +46,16 @@ class CISource:
 
 
 @dataclass(frozen=True)
+class VersionField:
+    """A field that orders a change's events: a counter (bounded by `max_jump` past the newest
+    seen), or a time (epoch ms or s, or ISO 8601; bounded by the clock); `auto` tells by value."""
+
+    field: str
+    kind: str = "auto"  # auto, counter, epoch_ms, epoch_s, date
+    max_jump: int = DEFAULT_MAX_JUMP
+
+
+@dataclass(frozen=True)
 class PlanRule:
     """How a rule turns a change into a plan."""
 
@@ -62,6 +74,7 @@ class PlanRule:
     post_maintenance_action: str
     running_policy: str
     target: str | None
+    max_duration: int = DEFAULT_MAX_DURATION  # seconds: a longer window is refused (422)
     max_cis: int | None = None  # more CIs than this is more likely a mistake than a maintenance
     overrun: OverrunRule | None = None  # let a running plan follow an overrunning change
 
@@ -86,7 +99,7 @@ class SourceMapping:
     parse: Parser
     verifiers: tuple[Verifier, ...]
     maintenance_key: Template
-    version_fields: tuple[str, ...]
+    version_fields: tuple[VersionField, ...]
     ci_sources: tuple[CISource, ...]
     targets: Mapping[str, Target]
     rules: tuple[Rule, ...]
@@ -210,10 +223,10 @@ def _compile(path: Path, data: dict[str, Any], verifiers: tuple[Verifier, ...]) 
     return SourceMapping(
         source=data["source"],
         path=path,
-        parse=PARSERS[data["parser"]],
+        parse=_parser(data),
         verifiers=verifiers,
         maintenance_key=data["maintenance_key"],
-        version_fields=tuple(data.get("version") or ()),
+        version_fields=tuple(VersionField(**entry) for entry in data.get("version") or ()),
         ci_sources=tuple(CISource(**entry) for entry in data["cis"]),
         targets={name: Target(**t) for name, t in (data.get("targets") or {}).items()},
         rules=tuple(_rule(rule) for rule in data["rules"]),
@@ -221,6 +234,14 @@ def _compile(path: Path, data: dict[str, Any], verifiers: tuple[Verifier, ...]) 
         delivery_id_header=data.get("delivery_id_header"),
         **_write_back(data.get("write_back")),
     )
+
+
+def _parser(data: dict[str, Any]) -> Parser:
+    """The file's parser, told how the sender's display values read when the file says so."""
+    display = data.get("display_values")
+    if display is None:
+        return PARSERS[data["parser"]]
+    return partial(PARSERS[data["parser"]], display=DisplayValues(**display))
 
 
 def _write_back_secret(
@@ -279,6 +300,7 @@ def _plan(plan: dict[str, Any]) -> PlanRule:
         post_maintenance_action=plan["post_maintenance_action"],
         running_policy=plan["running_policy"],
         target=plan.get("target"),
+        max_duration=plan["max_duration"],
         max_cis=plan.get("max_cis"),
         overrun=plan.get("overrun"),
     )

@@ -16,6 +16,9 @@ from .loader import PlanRule, Rule, SourceMapping
 STATE_FIELDS = ("state", "state_label", "status")
 MAX_KEY_LENGTH = 255  # the key names Redis keys, job ids and log lines
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+WINDOW_PAST_SECONDS = 365 * 86400  # a plan starts at most a year back and ends at most two
+WINDOW_AHEAD_SECONDS = 2 * 365 * 86400  # years ahead: anything else is a wrong date
+OUT_OF_RANGE = "a plan's window lies within one year back and two years ahead of now"
 
 
 @dataclass(frozen=True)
@@ -85,13 +88,22 @@ def _key(rule: Rule | None, mapping: SourceMapping, change: Change) -> str:
 
 def _plan_decision(plan: PlanRule, change: Change, key: str, now: float) -> Decision:
     # Dates are checked only when a plan is wanted: a New or Canceled change often has none.
-    start = read_date(plan.start, change.fields)
-    end = read_date(plan.end, change.fields)
+    try:
+        start = read_date(plan.start, change.fields, change.doubts)
+    except InvalidChange:
+        if _over(plan, change, now):  # a closed change: its start no longer matters
+            return NoPlan(key, "window_over")
+        raise
+    end = read_date(plan.end, change.fields, change.doubts)
     if end <= start:  # checked before padding, which must not hide a wrong window
         raise InvalidChange(plan.end.field, f"is not after {plan.start.field}")
     start, end = start - plan.pad_before, end + plan.pad_after
     if end <= now:
         return NoPlan(key, "window_over")
+    check_window(plan, start, end, now)
+    if change.ci_doubts:
+        field = change.ci_doubts[0]
+        raise InvalidChange(field, change.doubts[field])
     if plan.max_cis is not None and len(change.cis) > plan.max_cis:
         raise InvalidChange(
             "cis",
@@ -120,6 +132,43 @@ def _plan_decision(plan: PlanRule, change: Change, key: str, now: float) -> Deci
         for n, condition in enumerate(conditions, start=1)
     )
     return SplitPlan(key, parts)
+
+
+def _over(plan: PlanRule, change: Change, now: float) -> bool:
+    """The change's end (padded) is readable and past."""
+    try:
+        return read_date(plan.end, change.fields, change.doubts) + plan.pad_after <= now
+    except InvalidChange:
+        return False
+
+
+def check_window(plan: PlanRule, start: int, end: int, now: float) -> None:
+    """A window BigPanda may hold: within a year back and two years ahead of `now`, and no
+    longer than the rule's max_duration (a recurring plan: past the end of its first window)."""
+    if start < now - WINDOW_PAST_SECONDS:
+        raise InvalidChange(plan.start.field, f"is {_days(now - start)} back: {OUT_OF_RANGE}")
+    if end > now + WINDOW_AHEAD_SECONDS:
+        raise InvalidChange(plan.end.field, f"is {_days(end - now)} ahead: {OUT_OF_RANGE}")
+    first_end = start + _first_window(plan)
+    if end - first_end > plan.max_duration:
+        raise InvalidChange(
+            plan.end.field,
+            f"makes a window of {_days(end - start)}, over the rule's max_duration of "
+            f"{_days(plan.max_duration)}: more likely a mistake than a maintenance",
+        )
+
+
+def _first_window(plan: PlanRule) -> int:
+    """Seconds from a plan's start to the end of its first window: 0 for a one-time plan,
+    whose window is start..end; a recurring plan's duration otherwise."""
+    if plan.frequency == "Once" or not plan.frequency_data:
+        return 0
+    return int(plan.frequency_data.get("duration") or 0)
+
+
+def _days(seconds: float) -> str:
+    days = seconds / 86400
+    return f"{days:,.1f} days" if days < 10 else f"{days:,.0f} days"
 
 
 def _desired(

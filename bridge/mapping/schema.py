@@ -22,11 +22,15 @@ from marshmallow import (
 from ..overrun import DEFAULT_NEAR_SECONDS, OverrunRule
 from ..ownership import OWNER_TAG
 from ..sources import PARSERS
+from ..sources.servicenow import DATE_FORMATS, TIME_FORMATS
 from .condition import matches_everything, validate_bpql
 from .dates import compile_date_spec, parse_duration
 from .filter_spec import compile_filter
 from .templates import compile_template
 
+DEFAULT_MAX_DURATION = 14 * 86400  # a change window longer than two weeks is refused (422)
+DEFAULT_MAX_JUMP = 10_000  # a version counter may move this far past the newest seen
+VERSION_KINDS = ("auto", "counter", "epoch_ms", "epoch_s", "date")
 NAME = validate.Regexp(r"^[a-z0-9][a-z0-9_-]*$", error="use lowercase letters, digits, - and _")
 TAG = validate.Regexp(
     r"^[a-z][a-z0-9_-]{0,63}$",
@@ -190,8 +194,35 @@ class PlanSchema(Schema):
         load_default="end_only", validate=validate.OneOf(["end_only", "restart"])
     )
     target = fields.Str(validate=NAME)
+    max_duration = Compiled(parse_duration, load_default=DEFAULT_MAX_DURATION)
     max_cis = fields.Int(strict=True, validate=validate.Range(min=1))
     overrun = fields.Nested(OverrunSchema)
+
+    @validates("max_duration")
+    def _positive_duration(self, value: int, **kwargs: Any) -> None:
+        if value <= 0:
+            raise ValidationError("must be a positive duration, e.g. 14d")
+
+
+class VersionFieldSchema(Schema):
+    """`version:` entries: a field name, or {field, as, max_jump}."""
+
+    field = fields.Str(required=True, validate=validate.Length(min=1))
+    kind = fields.Str(data_key="as", load_default="auto", validate=validate.OneOf(VERSION_KINDS))
+    max_jump = fields.Int(strict=True, load_default=DEFAULT_MAX_JUMP,
+                          validate=validate.Range(min=1, max=10**15))  # fmt: skip
+
+    @pre_load
+    def _name_alone(self, data: Any, **kwargs: Any) -> Any:
+        return {"field": data} if isinstance(data, str) else data
+
+
+class DisplayValuesSchema(Schema):
+    """How the ServiceNow integration user's display values read (its profile's settings)."""
+
+    time_zone = fields.Str(required=True, validate=_zone)
+    date_format = fields.Str(load_default="yyyy-MM-dd", validate=validate.OneOf(DATE_FORMATS))
+    time_format = fields.Str(load_default="HH:mm:ss", validate=validate.OneOf(TIME_FORMATS))
 
 
 class PlanOrNone(fields.Nested):
@@ -233,7 +264,8 @@ class MappingFileSchema(Schema):
     parser = fields.Str(required=True, validate=validate.OneOf(sorted(PARSERS)))
     auth = fields.Raw()  # checked by the loader, entry by entry, with the secrets
     maintenance_key = template(required=True)
-    version = fields.List(fields.Str(), validate=validate.Length(min=1))
+    version = fields.List(fields.Nested(VersionFieldSchema), validate=validate.Length(min=1))
+    display_values = fields.Nested(DisplayValuesSchema)
     cis = fields.List(fields.Nested(CISourceSchema), load_default=list)
     targets = fields.Dict(keys=fields.Str(validate=NAME), values=fields.Nested(TargetSchema))
     defaults = fields.Dict()
@@ -252,6 +284,13 @@ class MappingFileSchema(Schema):
         if isinstance(rules, list):
             data = {**data, "rules": [with_defaults(rule, data["defaults"]) for rule in rules]}
         return data
+
+    @validates_schema
+    def _display_values_of_servicenow(self, data: dict, **kwargs: Any) -> None:
+        if "display_values" in data and data.get("parser") != "servicenow":
+            raise ValidationError(
+                "only the servicenow parser reads display values", "display_values"
+            )
 
     @validates("defaults")
     def _defaults_valid(self, value: dict, **kwargs: Any) -> None:

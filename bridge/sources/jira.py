@@ -28,23 +28,25 @@ Change.fields, for filters and templates:
   Objects with none of these (JSM's request type field) are left out.
 
 Version: (timestamp,) in epoch ms when the body has one, else the issue's `updated` in epoch ms,
-else () (unversioned); a delete is (NEWEST,), newer than any other event of its key. Change.cis
-is empty: which field holds the affected services is site-specific, so the mapping picks CIs.
+else () (unversioned). A delete is ordered like any other event: it ends the plan, and a newer
+event of the key (a restored issue) is heard again; a body that merely claims a delete cannot
+end a key for good. Change.cis is empty: which field holds the affected services is
+site-specific, so the mapping picks CIs.
 """
 
 from __future__ import annotations
 
-import math
+import re
 from collections.abc import Mapping
-from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..errors import InvalidChange
 from ..model import Change
 
-# Newer than any timestamp, and still exact as a JSON number, a double and a Lua number.
-NEWEST = 2**53 - 1
+# Past any real timestamp, and still exact as a JSON number, a double and a Lua number.
+MAX_TIMESTAMP = 2**53 - 1
+WHOLE_MS = re.compile(r"^[0-9]{1,16}$")  # epoch ms as Jira sends it: digits, no exponent
 DELETED = "jira:issue_deleted"
 # What names an object, best first: options, users, named things, then bare references.
 LABEL_KEYS = ("value", "displayName", "name", "key", "id")
@@ -63,7 +65,7 @@ def parse(raw: Mapping[str, Any]) -> Change:
     fields = _other_fields(issue_fields)
     fields.update(_issue_fields(issue, issue_fields))
     fields.update(_event_fields(raw))
-    version = _version(raw, issue_fields, deleted=fields["deleted"])
+    version = _version(raw, issue_fields)
     return Change(
         source="jira", fields=fields, version=version, version_time=_version_time(raw, version)
     )
@@ -160,10 +162,9 @@ def _status_change(transition: dict[str, Any], items: list[dict[str, Any]]) -> t
     return None, None
 
 
-def _version(raw: Mapping[str, Any], f: Mapping[str, Any], deleted: bool) -> tuple[float, ...]:
-    """Jira's order of events: the webhook timestamp, else the issue's `updated`."""
-    if deleted:
-        return (NEWEST,)  # nothing comes after a delete, not even a late retry of an update
+def _version(raw: Mapping[str, Any], f: Mapping[str, Any]) -> tuple[float, ...]:
+    """Jira's order of events, deletes included: the webhook timestamp, else the issue's
+    `updated`."""
     if raw.get("timestamp") is not None:
         return (_timestamp(raw["timestamp"]),)
     if f.get("updated") is None or f["updated"] == "":
@@ -172,22 +173,26 @@ def _version(raw: Mapping[str, Any], f: Mapping[str, Any], deleted: bool) -> tup
 
 
 def _version_time(raw: Mapping[str, Any], version: tuple[float, ...]) -> tuple[str, float] | None:
-    """The version as (field, epoch seconds), for the clock check; a delete's has no time."""
-    if not version or version[0] == NEWEST:
+    """The version as (field, epoch seconds), for the clock check."""
+    if not version:
         return None
     field = "timestamp" if raw.get("timestamp") is not None else UPDATED
     return field, version[0] / 1000
 
 
-def _timestamp(raw: Any) -> float:
-    """Epoch ms as a number or numeric string; below NEWEST so that deletes stay newest."""
-    number = math.nan
-    if isinstance(raw, int | float | str) and not isinstance(raw, bool):
-        with suppress(ValueError, OverflowError):
-            number = float(raw)
-    if not 0 <= number < NEWEST:  # NaN (and so anything unreadable) fails the comparison
-        raise InvalidChange("timestamp", f"is not epoch milliseconds: {raw!r}")
-    return int(number) if number.is_integer() else number
+def _timestamp(raw: Any) -> int:
+    """Epoch ms as Jira sends it: an integer (or its digits as text); never a fraction or an
+    exponent, which no Jira sends and which could claim any moment."""
+    number = None
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        number = raw
+    elif isinstance(raw, float) and raw.is_integer() and abs(raw) < MAX_TIMESTAMP:
+        number = int(raw)
+    elif isinstance(raw, str) and WHOLE_MS.match(raw.strip()):
+        number = int(raw.strip())
+    if number is None or not 0 <= number < MAX_TIMESTAMP:
+        raise InvalidChange("timestamp", f"is not epoch milliseconds as a whole number: {raw!r}")
+    return number
 
 
 def _epoch_ms(raw: Any) -> int:
