@@ -82,3 +82,16 @@ class TransientError(BigPandaError):
 
 class PermanentError(BigPandaError):
     """Not worth retrying: any other 4xx; BigPanda's message is kept."""
+
+
+def jump_refused(version: list[float], bound: tuple[int, str, int], newest: int) -> InvalidChange:
+    """The error for a version far past the newest seen (0: a change never seen): no real
+    sender jumps so far, and accepting it would answer every later event (the cancel too)
+    "stale"."""
+    index, field, jump = bound
+    seen = f"the newest seen is {newest:,}" if newest else "the change is new to the bridge"
+    return InvalidChange(
+        field,
+        f"is {version[index]:,.0f}, more than {jump:,} past the newest version ({seen}): "
+        "refused, as it would make the change deaf to its next events",
+    )

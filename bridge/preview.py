@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .errors import jump_refused
 from .mapping.extract import read_change
 from .mapping.loader import SourceMapping
 from .mapping.rules import evaluate
@@ -40,6 +41,10 @@ def preview(
     if store is not None:
         ref = ChangeRef(mapping.source, decision.maintenance_key)
         result["answer"] = store.predict(ref, decision, change.version, change.version_bound)
+    elif change.version_bound:  # no memory to ask: judged as the webhook judges a new change
+        index, _, jump = change.version_bound
+        if change.version[index] > jump:
+            raise jump_refused(list(change.version), change.version_bound, 0)
     return result
 
 

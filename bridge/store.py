@@ -18,7 +18,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from . import histograms
-from .errors import InvalidChange
+from .errors import jump_refused
 from .ledger import (
     IngestResult,
     KeyState,
@@ -107,7 +107,7 @@ class Store:
             ],
         )
         if verdict == b"too_far":
-            _refuse_jump(list(version), bound, int(found_job))  # type: ignore[arg-type]
+            raise jump_refused(list(version), bound, int(found_job))  # type: ignore[arg-type]
         return IngestResult(verdict.decode(), found_job.decode() or None)  # type: ignore[arg-type]
 
     def predict(
@@ -312,18 +312,6 @@ class Store:
             pipe.set(LEDGER_MARKER, int(time.time()))
             pipe.execute()
         return sum(len(plans) for plans in ledger.values())
-
-
-def _refuse_jump(version: list[float], bound: tuple[int, str, int], newest: int) -> None:
-    """A version far past the newest seen: no real sender jumps so far, and accepting it would
-    answer every later event of the change (its cancel too) "stale"."""
-    index, field, jump = bound
-    seen = f"the newest seen is {newest:,}" if newest else "the change is new to the bridge"
-    raise InvalidChange(
-        field,
-        f"is {version[index]:,.0f}, more than {jump:,} past the newest version ({seen}): "
-        "refused, as it would make the change deaf to its next events",
-    )
 
 
 def connect(url: str, verify_tls: bool = True) -> Redis:
