@@ -168,8 +168,9 @@ def sample_change(now: datetime) -> dict:
         "short_description": "Sample: patch web-01",
         "start_date": start.strftime(stamp),
         "end_date": (start + timedelta(hours=1)).strftime(stamp),
-        # Newer on every run of `bridge dev` (sys_updated_on breaks a tie within a minute).
-        "sys_mod_count": str(int(now.timestamp() // 60)),
+        # No sys_mod_count: sys_updated_on alone orders the events, so the sample is newer on
+        # every run of `bridge dev` (a count that grows with the clock would be a jump the
+        # bridge refuses).
         "sys_updated_on": now.strftime(stamp),
         "sys_id": "0123456789abcdef0123456789abcdef",  # where a write-back note would go
         "cmdb_ci": {"value": "0" * 32, "display_value": "web-01"},

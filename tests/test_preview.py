@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from bridge.cli import main
+from bridge.errors import InvalidChange
 from bridge.mapping.extract import read_change
 from bridge.mapping.loader import SourceMapping, load_mappings
 from bridge.mapping.rules import decide
@@ -177,10 +178,24 @@ def test_a_deleted_jira_issue_previews_as_a_removal(mappings):
     assert (result["desired"], result["action"]) == ({"no_plan": "not_selected"}, "remove")
 
 
+def without_ci(name: str) -> dict:
+    """A Table API record whose change names no CI at all (cmdb_ci empty)."""
+    raw = sample("servicenow", name)
+    raw["result"]["cmdb_ci"] = ""
+    return raw
+
+
 def test_a_no_ci_decision_previews_its_reason(mappings):
-    result = preview_of(mappings, "servicenow", "servicenow_table_api_change_request")
+    raw = without_ci("servicenow_table_api_change_request")
+    result = preview(mappings["servicenow"], raw, NOW)
     assert result["change"]["cis"] == []
     assert (result["desired"], result["action"]) == ({"no_plan": "no_ci"}, "remove")
+
+
+def test_a_ci_reference_without_a_name_previews_as_the_webhook_refuses_it(mappings):
+    with pytest.raises(InvalidChange) as caught:
+        preview_of(mappings, "servicenow", "servicenow_table_api_change_request")
+    assert caught.value.field == "cmdb_ci"
 
 
 def test_split_plans_preview_every_part_with_its_target(tmp_path):
@@ -258,7 +273,8 @@ def test_no_plan_for_a_key_with_no_plan_would_be_ignored_with_its_reason(mapping
     redis_conn.set(LEDGER_MARKER, 1)
     result = preview_of(mappings, "servicenow", "servicenow_change_canceled", store)
     assert result["answer"] == "ignored: not_selected"
-    result = preview_of(mappings, "servicenow", "servicenow_table_api_change_request", store)
+    raw = without_ci("servicenow_table_api_change_request")
+    result = preview(mappings["servicenow"], raw, NOW, store)
     assert result["answer"] == "ignored: no_ci"
 
 

@@ -159,7 +159,7 @@ def test_bridge_reconcile_prints_progress_and_a_summary(planned, redis_url, bigp
     assert "comparing changes" in result.output
     assert result.output.strip().endswith(
         "1 changes: 0 repairs queued, 0 already pending, 1 in sync, 0 with nothing to manage, "
-        "0 expired"
+        "0 expired, 0 orphaned plans"
     )
 
 

@@ -147,8 +147,9 @@ def check_window(plan: PlanRule, start: int, end: int, now: float) -> None:
     longer than the rule's max_duration (a recurring plan: past the end of its first window)."""
     if start < now - WINDOW_PAST_SECONDS:
         raise InvalidChange(plan.start.field, f"is {_days(now - start)} back: {OUT_OF_RANGE}")
-    if end > now + WINDOW_AHEAD_SECONDS:
-        raise InvalidChange(plan.end.field, f"is {_days(end - now)} ahead: {OUT_OF_RANGE}")
+    for field, moment in ((plan.start.field, start), (plan.end.field, end)):
+        if moment > now + WINDOW_AHEAD_SECONDS:
+            raise InvalidChange(field, f"is {_days(moment - now)} ahead: {OUT_OF_RANGE}")
     first_end = start + _first_window(plan)
     if end - first_end > plan.max_duration:
         raise InvalidChange(
