@@ -365,11 +365,20 @@ def test_a_jira_delete_ends_the_plan_and_a_restored_issue_gets_it_back(web, work
 
 
 @pytest.fixture(params=["cli", "admin"])
-def forget(request, web, redis_url):
+def forget_either(request, web, redis_url):
     """`bridge forget servicenow <key> --yes`, or DELETE /api/changes/<key>?source=servicenow."""
+    return forgetter(request.param, web, redis_url)
 
+
+@pytest.fixture
+def forget(web, redis_url):
+    """DELETE /api/changes/<key>?source=servicenow (the CLI does the same: forget_either)."""
+    return forgetter("admin", web, redis_url)
+
+
+def forgetter(kind: str, web, redis_url):
     def run() -> None:
-        if request.param == "cli":
+        if kind == "cli":
             result = CliRunner().invoke(
                 main, ["forget", "servicenow", KEY, "--yes"], env={"REDIS_URL": redis_url}
             )
@@ -401,11 +410,11 @@ def dry_run(redis_url, bigpanda):
     return CliRunner().invoke(main, ["reconcile", "--dry-run"], env=env)
 
 
-def test_after_forget_the_next_update_converges_the_same_plan(web, work, bigpanda, forget):
+def test_after_forget_the_next_update_converges_the_same_plan(web, work, bigpanda, forget_either):
     """Forgetting never leads to a second live plan: the next webhook finds the plan by its mark
     and updates it."""
     scheduled, plan = scheduled_plan(web, work, bigpanda)
-    forget()
+    forget_either()
 
     answer = send(web, newer(scheduled, "10", short_description="after the forget"))
     work()
@@ -416,10 +425,10 @@ def test_after_forget_the_next_update_converges_the_same_plan(web, work, bigpand
     assert bigpanda.count("POST", r"maintenance-plans$") == 1
 
 
-def test_after_forget_the_next_cancel_deletes_the_plan(web, work, bigpanda, forget):
+def test_after_forget_the_next_cancel_deletes_the_plan(web, work, bigpanda, forget_either):
     """A cancel right after a forget still ends the plan the bridge made."""
     scheduled, plan = scheduled_plan(web, work, bigpanda)
-    forget()
+    forget_either()
 
     answer = send(web, newer(scheduled, "10", state="4"))
     work()
