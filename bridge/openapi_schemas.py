@@ -139,6 +139,12 @@ def _preview() -> Schema:
             fields={"type": "object"},
             version={"type": "array", "items": {"type": "number"}},
             cis={"type": "array", "items": ci},
+            doubts={
+                "type": "object",
+                "additionalProperties": string,
+                "description": "Fields the source could not read with certainty, and why: a "
+                "plan that needs one is refused (422)",
+            },
         ),
         rules={"type": "array", "items": verdict},
         rule={**nullable, "description": "The rule that decided, if any"},
