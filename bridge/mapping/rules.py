@@ -100,7 +100,7 @@ def _plan_decision(plan: PlanRule, change: Change, key: str, now: float) -> Deci
     start, end = start - plan.pad_before, end + plan.pad_after
     if end <= now:
         return NoPlan(key, "window_over")
-    check_window(plan, start, end, now)
+    _check_window(plan, start, end, now)
     if change.ci_doubts:
         field = change.ci_doubts[0]
         raise InvalidChange(field, change.doubts[field])
@@ -142,7 +142,7 @@ def _over(plan: PlanRule, change: Change, now: float) -> bool:
         return False
 
 
-def check_window(plan: PlanRule, start: int, end: int, now: float) -> None:
+def _check_window(plan: PlanRule, start: int, end: int, now: float) -> None:
     """A window BigPanda may hold: within a year back and two years ahead of `now`, and no
     longer than the rule's max_duration (a recurring plan: past the end of its first window)."""
     if start < now - WINDOW_PAST_SECONDS:
