@@ -24,7 +24,7 @@ from bridge.mapping.extract import read_change
 from bridge.mapping.loader import SourceMapping, load_mappings
 from bridge.mapping.rules import evaluate
 from bridge.model import DesiredPlan
-from bridge.sources.servicenow import DisplayValues, display_to_internal
+from bridge.sources.servicenow_display import DisplayValues, display_to_internal
 
 SHIPPED = Path(__file__).parent.parent / "mappings" / "servicenow.yaml"
 ZONES = [

@@ -17,7 +17,7 @@ from ..errors import ConfigError
 from ..notes import WriteBack
 from ..overrun import OverrunRule
 from ..sources import PARSERS, Parser
-from ..sources.servicenow import DisplayValues
+from ..sources.servicenow_display import DisplayValues
 from .auth_entries import verifiers_of
 from .condition import DEFAULT_CLASS, ConditionRule
 from .dates import DateSpec

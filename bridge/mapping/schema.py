@@ -22,7 +22,7 @@ from marshmallow import (
 from ..overrun import DEFAULT_NEAR_SECONDS, OverrunRule
 from ..ownership import OWNER_TAG
 from ..sources import PARSERS
-from ..sources.servicenow import DATE_FORMATS, TIME_FORMATS
+from ..sources.servicenow_display import DATE_FORMATS, TIME_FORMATS
 from .condition import matches_everything, validate_bpql
 from .dates import compile_date_spec, parse_duration
 from .filter_spec import compile_filter
