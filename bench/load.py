@@ -17,6 +17,7 @@ import socket
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,10 +62,19 @@ def generator_name() -> str:
     return "wrk" if shutil.which("wrk") else "python"
 
 
-def run(port: int, load: Workload, pace: Pace, first: int, tmp: Path) -> Result:
-    """Drive `load` at 127.0.0.1:`port`; MARKER counts up from `first`."""
+def run(
+    port: int,
+    load: Workload,
+    pace: Pace,
+    first: int,
+    tmp: Path,
+    before: Callable[[int], None] = lambda first: None,
+) -> Result:
+    """Drive `load` at 127.0.0.1:`port`; MARKER counts up from `first`. `before(n)` runs before
+    each phase whose MARKER numbers start at n."""
     if generator_name() == "wrk":
-        return _run_wrk(port, load, pace, first, tmp)
+        return _run_wrk(port, load, pace, first, tmp, before)
+    before(first)
     return _run_python(port, load, pace, first)
 
 
@@ -231,7 +241,9 @@ end
 """
 
 
-def _run_wrk(port: int, load: Workload, pace: Pace, first: int, tmp: Path) -> Result:
+def _run_wrk(
+    port: int, load: Workload, pace: Pace, first: int, tmp: Path, before: Callable[[int], None]
+) -> Result:
     # One thread: its event loop does tens of thousands of requests a second on one core, and
     # one Lua state means one counter, so the versions of one key go out in order.
     script, template = tmp / "post.lua", tmp / "body.json"
@@ -240,9 +252,11 @@ def _run_wrk(port: int, load: Workload, pace: Pace, first: int, tmp: Path) -> Re
     command = ["wrk", "--threads", "1", "--connections", str(pace.clients), "--timeout", "5s"]
     command += [arg for name, value in load.headers.items() for arg in ("-H", f"{name}: {value}")]
     command += ["--script", str(script), f"http://127.0.0.1:{port}{load.path}"]
+    before(first)
     warm = _wrk(command, pace.warmup, [str(template), str(first)])
     if warm.failure:
         return warm
+    before(first + MEASURED_OFFSET)
     return _wrk(command, pace.duration, [str(template), str(first + MEASURED_OFFSET)])
 
 
