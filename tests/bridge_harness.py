@@ -23,11 +23,11 @@ from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 from werkzeug.serving import make_server
 
-from bridge import jobs
-from bridge.clients import build_clients
+from bridge.bigpanda.organizations import build_clients
+from bridge.bigpanda.sandbox import create_sandbox
 from bridge.config import Settings
-from bridge.queue import notes_queue_of, queue_of
-from bridge.sandbox import create_sandbox
+from bridge.jobs import tasks as jobs
+from bridge.jobs.queue import notes_queue_of, queue_of
 
 PAYLOADS = Path(__file__).parent / "payloads"
 SANDBOX_TOKEN = "sandbox-test-token"
@@ -144,9 +144,9 @@ def drain(redis: Redis, settings, rounds: int) -> bool:
 
 def sweep_now(redis: Redis, settings: Settings):
     """One drift sweep, as `bridge reconcile` runs it: one listing, repairs queued."""
+    from bridge.jobs.sweep import sweep
     from bridge.mapping.loader import load_mappings
-    from bridge.store import Store
-    from bridge.sweep import sweep
+    from bridge.state.store import Store
 
     mappings = load_mappings(settings.mappings_dir, settings.secrets, settings.sources)
     clients = build_clients(settings, mappings, redis)

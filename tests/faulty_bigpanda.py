@@ -29,7 +29,7 @@ from flask import Flask
 from redis import Redis
 from werkzeug.serving import WSGIRequestHandler
 
-from bridge.sandbox import PLANS_KEY, create_sandbox
+from bridge.bigpanda.sandbox import PLANS_KEY, create_sandbox
 
 TOKEN = "sandbox-test-token"  # bridge_harness.SANDBOX_TOKEN: the bridge's settings send it
 LIST_PATH = r"/maintenance-plans(\?|$)"  # the list call, any page

@@ -17,10 +17,10 @@ from rq.serializers import JSONSerializer
 from scripted_bigpanda import ScriptedBigPanda
 
 from bridge.app import create_app
-from bridge.cli import main
+from bridge.jobs.queue import RETRY_INTERVALS, new_job_id, queue_of
 from bridge.model import ChangeRef, NoPlan
-from bridge.queue import RETRY_INTERVALS, new_job_id, queue_of
-from bridge.store import LEDGER_MARKER, Store
+from bridge.ops.cli import main
+from bridge.state.store import LEDGER_MARKER, Store
 
 ADMIN_TOKEN = "admin-test-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.auth import Verifier, authenticate, build_verifier
 from bridge.errors import ConfigError
+from bridge.web.auth import Verifier, authenticate, build_verifier
 
 SECRET = "s3cret-token-of-the-tests"
 SECRETS = {"WEBHOOK_SECRET": SECRET}

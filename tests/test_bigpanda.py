@@ -8,7 +8,7 @@ from email.utils import formatdate
 import pytest
 from scripted_bigpanda import ScriptedBigPanda
 
-from bridge.bigpanda import BigPandaClient, plan_from_api
+from bridge.bigpanda.client import BigPandaClient, plan_from_api
 from bridge.errors import ConfigError, PermanentError, TransientError
 
 TOKEN = "s3cret-user-api-key"
@@ -335,9 +335,9 @@ def test_a_redirect_is_not_followed(bigpanda, client):
 
 def test_each_call_is_one_log_line_with_method_status_and_duration(bigpanda, client, caplog):
     bigpanda.reply(204)
-    with caplog.at_level(logging.INFO, logger="bridge.bigpanda"):
+    with caplog.at_level(logging.INFO, logger="bridge.bigpanda.client"):
         client.stop("p1")
-    (record,) = [r for r in caplog.records if r.name == "bridge.bigpanda"]
+    (record,) = [r for r in caplog.records if r.name == "bridge.bigpanda.client"]
     assert record.getMessage() == "bigpanda call"
     fields = dict(record.fields)
     assert fields.pop("duration_ms") >= 0

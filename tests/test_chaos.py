@@ -57,9 +57,9 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegis
 from rq.serializers import JSONSerializer
 
 from bridge.app import create_app
+from bridge.jobs.queue import QUEUE_NAME, queue_of
 from bridge.model import ChangeRef
-from bridge.queue import QUEUE_NAME, queue_of
-from bridge.store import Store, connect
+from bridge.state.store import Store, connect
 
 REPO = Path(__file__).parent.parent
 AUTH = {"Authorization": f"Bearer {SERVICENOW_TOKEN}"}

@@ -12,7 +12,7 @@ from bridge.app import create_app
 from bridge.config import Settings
 from bridge.errors import ConfigError
 from bridge.mapping.loader import check_mappings, load_mappings
-from bridge.store import connect
+from bridge.state.store import connect
 
 MAPPINGS = Path(__file__).parent.parent / "mappings"
 SERVICENOW_ONLY = {"SERVICENOW_WEBHOOK_TOKEN": "servicenow-only-token"}

@@ -25,12 +25,12 @@ from bridge_harness import (
 from rq import Worker
 from rq.job import JobStatus
 
-from bridge import jobs
-from bridge import queue as rq_owner
 from bridge.app import create_app
+from bridge.jobs import queue as rq_owner
+from bridge.jobs import tasks as jobs
+from bridge.jobs.queue import QUEUE_NAME, queue_of
 from bridge.model import ChangeRef
-from bridge.queue import QUEUE_NAME, queue_of
-from bridge.store import Store
+from bridge.state.store import Store
 
 REPO = Path(__file__).parent.parent
 SCHEDULER_LOCK = f"rq:scheduler-lock:{QUEUE_NAME}"
@@ -194,7 +194,7 @@ def test_rqs_heartbeat_grace_is_what_the_worker_corrects_for(redis_conn):
     from rq import Worker
     from rq.job import Job
 
-    from bridge.queue import HEARTBEAT_GRACE_SECONDS, RQ_HEARTBEAT_GRACE_SECONDS, make_worker
+    from bridge.jobs.queue import HEARTBEAT_GRACE_SECONDS, RQ_HEARTBEAT_GRACE_SECONDS, make_worker
 
     job = Job.create("builtins.len", args=("x",), connection=redis_conn, timeout=-1)
     plain = Worker(["bridge"], connection=redis_conn, job_monitoring_interval=5)

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from bridge.diff import Call, Diff, plan_diff
+from bridge.engine.diff import Call, Diff, plan_diff
 from bridge.model import DesiredPlan, NoPlan, Plan, normalized_fields
 
 NOW = 1_718_000_000

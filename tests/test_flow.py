@@ -13,7 +13,7 @@ from bridge_harness import (
 )
 
 from bridge.app import create_app
-from bridge.store import connect
+from bridge.state.store import connect
 
 AUTH = {"Authorization": f"Bearer {SERVICENOW_TOKEN}"}
 SCHEDULED = "servicenow_change_scheduled.json"

@@ -13,11 +13,11 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 from scripted_bigpanda import ScriptedBigPanda
 
-from bridge.ledger import RememberedPlan
+from bridge.engine.ownership import Owner
+from bridge.jobs.queue import RETRY_INTERVALS, enqueue_reconcile, new_job_id, queue_of
 from bridge.model import ChangeRef, DesiredPlan, NoPlan
-from bridge.ownership import Owner
-from bridge.queue import RETRY_INTERVALS, enqueue_reconcile, new_job_id, queue_of
-from bridge.store import LEDGER_MARKER, Store
+from bridge.state.ledger import RememberedPlan
+from bridge.state.store import LEDGER_MARKER, Store
 
 KEY = "CHG0030412"
 CHANGE = ChangeRef("servicenow", KEY)

@@ -52,7 +52,7 @@ def test_json_unless_stderr_is_a_terminal_and_rq_chatter_below_info():
     saved = root.handlers[:], root.level
     chatter = logging.LogRecord("rq.worker", logging.INFO, __file__, 1, "cleaning", None, None)
     trouble = logging.LogRecord("rq.worker", logging.WARNING, __file__, 1, "lost", None, None)
-    ours = logging.LogRecord("bridge.jobs", logging.INFO, __file__, 1, "done", None, None)
+    ours = logging.LogRecord("bridge.jobs.tasks", logging.INFO, __file__, 1, "done", None, None)
     try:
         logs.configure("auto", "INFO")  # stderr is a pipe under pytest
         [handler] = root.handlers

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from bridge.auth import authenticate
 from bridge.errors import ConfigError, InvalidChange
 from bridge.mapping.condition import MAX_CONDITION_CHARS, condition_length, matches_everything
 from bridge.mapping.extract import read_change
@@ -22,6 +21,7 @@ from bridge.mapping.loader import (
 )
 from bridge.mapping.rules import Evaluation, evaluate
 from bridge.model import CI, DesiredPlan, NoPlan, SplitPlan
+from bridge.web.auth import authenticate
 
 ROOT = Path(__file__).parent.parent
 PAYLOADS = Path(__file__).parent / "payloads"

@@ -78,7 +78,7 @@ def test_latency_histograms_and_the_oldest_queued_job(redis_url, redis_conn):
 
 
 def test_histogram_buckets_are_cumulative_and_end_in_the_count():
-    from bridge import histograms
+    from bridge.state import histograms
 
     stats = {}
     for seconds in (0.0005, 0.004, 0.004, 7.0, 1000.0):

@@ -24,9 +24,9 @@ from bridge_harness import (
 from scripted_bigpanda import Reply, ScriptedBigPanda
 
 from bridge.app import create_app
+from bridge.jobs.queue import notes_queue_of
 from bridge.model import ChangeRef
-from bridge.queue import notes_queue_of
-from bridge.store import Store
+from bridge.state.store import Store
 
 MAPPINGS = Path(__file__).parent.parent / "mappings"
 AUTH = {"Authorization": f"Bearer {SERVICENOW_TOKEN}"}
@@ -195,7 +195,7 @@ def test_the_built_in_itsm_stand_in_keeps_the_notes_for_bridge_dev(tmp_path, set
     from bridge_harness import serve_in_thread
     from flask import Flask
 
-    from bridge.sandbox_itsm import create_itsm_sandbox
+    from bridge.itsm.sandbox import create_itsm_sandbox
 
     stand_in = Flask("itsm-under-test")
     stand_in.register_blueprint(create_itsm_sandbox(redis_conn))
@@ -220,7 +220,7 @@ def test_the_built_in_itsm_stand_in_keeps_the_notes_for_bridge_dev(tmp_path, set
 
 
 def test_bridge_show_lists_the_notes_with_the_other_events(noting, itsm, redis_conn):
-    from bridge.story import story
+    from bridge.ops.story import story
 
     settings, web = noting
     web.post(
@@ -253,7 +253,7 @@ def test_a_missing_write_back_credential_stops_the_start_naming_it(tmp_path, set
 def test_a_note_refused_for_good_is_listed_and_requeued_with_the_failed_jobs(
     noting, itsm, redis_conn
 ):
-    from bridge import failed_jobs
+    from bridge.jobs import failed as failed_jobs
 
     settings, web = noting
     itsm.reply(403, {"error": {"message": "not allowed to write work notes"}})

@@ -21,8 +21,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from bridge.app import create_app
-from bridge.openapi import document
-from bridge.openapi_schemas import SAMPLE_KEY
+from bridge.web.openapi import document
+from bridge.web.openapi_schemas import SAMPLE_KEY
 
 ADMIN_TOKEN = "admin-test-token-not-real"
 METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}

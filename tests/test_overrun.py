@@ -13,12 +13,12 @@ import pytest
 from bridge_harness import SERVICENOW_TOKEN, run_worker, servicenow_payload
 
 from bridge.app import create_app
-from bridge.following import extend_overruns, run_pass_once
+from bridge.engine.overrun import next_end
+from bridge.jobs.overrun_pass import extend_overruns, run_pass_once
+from bridge.jobs.queue import queue_of
 from bridge.mapping.loader import load_mappings
 from bridge.model import ChangeRef
-from bridge.overrun import next_end
-from bridge.queue import queue_of
-from bridge.store import Store
+from bridge.state.store import Store
 
 MAPPINGS = Path(__file__).parent.parent / "mappings"
 AUTH = {"Authorization": f"Bearer {SERVICENOW_TOKEN}"}

@@ -45,7 +45,7 @@ from redis import Redis
 from bridge.app import create_app
 from bridge.errors import TransientError
 from bridge.model import ChangeRef
-from bridge.store import Store
+from bridge.state.store import Store
 
 PLANS = "/resources/v2.0/maintenance-plans"
 KEY = "CHG0030412"  # the sample change's number

@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bridge.cli import main
 from bridge.errors import InvalidChange
+from bridge.jobs.queue import enqueue_reconcile, new_job_id, queue_of
 from bridge.mapping.extract import read_change
 from bridge.mapping.loader import SourceMapping, load_mappings
 from bridge.mapping.rules import decide
 from bridge.model import ChangeRef
-from bridge.preview import preview
-from bridge.queue import enqueue_reconcile, new_job_id, queue_of
-from bridge.store import LEDGER_MARKER, Store
+from bridge.ops.cli import main
+from bridge.state.store import LEDGER_MARKER, Store
+from bridge.web.preview import preview
 
 ROOT = Path(__file__).parent.parent
 PAYLOADS = Path(__file__).parent / "payloads"

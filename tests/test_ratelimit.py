@@ -11,9 +11,9 @@ import redis
 from redis import Redis
 from scripted_bigpanda import Received, Reply, ScriptedBigPanda
 
-from bridge.bigpanda import BigPandaClient
+from bridge.bigpanda.client import BigPandaClient
 from bridge.errors import TransientError
-from bridge.ratelimit import RateLimiter
+from bridge.state.ratelimit import RateLimiter
 
 # Stamps are read after the sleep returns, so two releases can land a little closer than their
 # slots (uneven Redis reply latency, sleep overshoot); 20 ms off the window absorbs that.

@@ -8,7 +8,7 @@ import re
 import pytest
 from flask import Flask
 
-from bridge.sandbox import create_sandbox
+from bridge.bigpanda.sandbox import create_sandbox
 
 BASE = "/sandbox/resources/v2.0"
 PLANS = f"{BASE}/maintenance-plans"

@@ -12,11 +12,11 @@ from bridge_harness import SANDBOX_TOKEN, SERVICENOW_TOKEN, servicenow_payload
 from click.testing import CliRunner
 
 from bridge.app import create_app
-from bridge.cli import main
+from bridge.engine.ownership import Owner
 from bridge.model import ChangeRef
-from bridge.ownership import Owner
-from bridge.store import Store
-from bridge.story import story
+from bridge.ops.cli import main
+from bridge.ops.story import story
+from bridge.state.store import Store
 
 KEY = "CHG0030412"
 CHANGE = ChangeRef("servicenow", KEY)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from bridge.errors import BadPayload
-from bridge.strict_json import MAX_DEPTH, loads
+from bridge.web.strict_json import MAX_DEPTH, loads
 
 
 @pytest.mark.parametrize(

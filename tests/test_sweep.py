@@ -20,11 +20,11 @@ from click.testing import CliRunner
 from rq import Queue
 
 from bridge.app import create_app
-from bridge.cli import main
+from bridge.jobs.queue import enqueue_reconcile, new_job_id, queue_of
+from bridge.jobs.sweep import RETENTION_SECONDS
 from bridge.model import ChangeRef
-from bridge.queue import enqueue_reconcile, new_job_id, queue_of
-from bridge.store import Store
-from bridge.sweep import RETENTION_SECONDS
+from bridge.ops.cli import main
+from bridge.state.store import Store
 
 KEY = "CHG0030412"
 MAPPINGS = Path(__file__).parent.parent / "mappings"

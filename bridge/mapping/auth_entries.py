@@ -7,8 +7,8 @@ from typing import Any
 
 from marshmallow import ValidationError
 
-from ..auth import Verifier, build_verifier
 from ..errors import ConfigError
+from ..web.auth import Verifier, build_verifier
 from .positions import Where, leaves
 from .schema import AuthSchema
 

@@ -12,12 +12,12 @@ from typing import Any
 import yaml
 from marshmallow import ValidationError
 
-from ..auth import Verifier
+from ..engine.overrun import OverrunRule
 from ..errors import ConfigError
-from ..notes import WriteBack
-from ..overrun import OverrunRule
+from ..itsm.notes import WriteBack
 from ..sources import PARSERS, Parser
 from ..sources.servicenow_display import DisplayValues
+from ..web.auth import Verifier
 from .auth_entries import verifiers_of
 from .condition import DEFAULT_CLASS, ConditionRule
 from .dates import DateSpec

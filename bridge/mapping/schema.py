@@ -19,8 +19,8 @@ from marshmallow import (
     validates_schema,
 )
 
-from ..overrun import DEFAULT_NEAR_SECONDS, OverrunRule
-from ..ownership import OWNER_TAG
+from ..engine.overrun import DEFAULT_NEAR_SECONDS, OverrunRule
+from ..engine.ownership import OWNER_TAG
 from ..sources import PARSERS
 from ..sources.servicenow_display import DATE_FORMATS, TIME_FORMATS
 from .condition import matches_everything, validate_bpql

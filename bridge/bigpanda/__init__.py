@@ -1,0 +1,1 @@
+"""BigPanda: the Maintenance Plans client, one client per organization, the sandbox."""

@@ -1,0 +1,1 @@
+"""Deciding and converging: the diff, ownership, overrun, converge, plan lookups, drift."""

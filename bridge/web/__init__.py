@@ -1,0 +1,1 @@
+"""The door: webhooks and their preview, authentication, strict JSON, metrics, OpenAPI."""
