@@ -306,3 +306,18 @@ def test_dry_run_reads_and_records_what_it_would_write(
     entry = store.history(CHANGE)[0]
     assert entry["event"] == "would_update"
     assert (entry["plan_id"], "end" in entry["fields"]) == ("p-1", True)
+
+
+def test_job_names_stored_in_redis_keep_working():
+    """Queued and failed jobs (kept 30 days) name their function `bridge.jobs.<name>`: after
+    the move of the job bodies to bridge/jobs/tasks.py those names still find them."""
+    from rq.utils import import_attribute
+
+    from bridge.jobs import queue, tasks
+
+    assert (queue.RECONCILE, queue.WRITE_NOTE) == (
+        "bridge.jobs.reconcile_change",
+        "bridge.jobs.write_note",
+    )
+    assert import_attribute(queue.RECONCILE) is tasks.reconcile_change
+    assert import_attribute(queue.WRITE_NOTE) is tasks.write_note

@@ -93,7 +93,7 @@ class ChangeConverger:
         return "; ".join(outcomes) or "nothing to do"
 
     def _index_overrun(self, state: KeyState) -> None:
-        """Let the overrun pass (following.py) find the change while its plan may overrun."""
+        """Let the overrun pass (jobs/overrun_pass.py) find the change while its plan may overrun."""
         following = [extended(p, state.extension) for p in plans_of(state.desired).values()]
         ends = [plan.end for plan in following if plan and plan.overrun]
         self.store.follow(self.change, max(ends) if ends else None)

@@ -1,6 +1,6 @@
 """Overrun: a running plan follows a change that is still being worked on. While the change
 stays in the states a rule names and its plan's end is near, the end moves out by a step, up to
-a cap past the planned end. Pure: the policy and the next end; following.py applies it."""
+a cap past the planned end. Pure: the policy and the next end; jobs/overrun_pass.py applies it."""
 
 from __future__ import annotations
 

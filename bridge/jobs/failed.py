@@ -16,10 +16,8 @@ from rq.serializers import JSONSerializer
 from ..errors import PermanentError, TransientError
 from ..model import ChangeRef
 from ..state.store import Store
-from . import tasks as jobs
-from .queue import NOTES_QUEUE_NAME, QUEUE_NAME, RETRY_INTERVALS, WRITE_NOTE
+from .queue import NOTES_QUEUE_NAME, QUEUE_NAME, RECONCILE, RETRY_INTERVALS, WRITE_NOTE
 
-RECONCILE = f"{jobs.reconcile_change.__module__}.{jobs.reconcile_change.__qualname__}"
 # What a reconcile records in the key's history each time a run of it fails.
 FAILED_RUN_EVENTS = frozenset({"retrying", "failed", "note_failed"})
 # The exception class the worker writes before BigPanda's message: not worth showing.
@@ -85,7 +83,7 @@ def requeue(connection: Redis, job_id: str) -> ChangeRef | None:
     if not _is_ours(job):
         return None
     # RQ's requeue keeps retries_left, which is 0 here: a failed reconcile used its retries up or
-    # was refused for good (jobs.py sets 0). Without this a requeued job would get no retry at all.
+    # was refused for good (tasks.py sets 0). Without this a requeued job would get no retry at all.
     if job.retry_intervals:
         job.retries_left = len(RETRY_INTERVALS)  # the budget every reconcile job gets
     try:
@@ -155,7 +153,7 @@ def _describe(job: Job, store: Store) -> FailedJob:
 
 def _tries(job: Job, history: list[dict[str, Any]]) -> int:
     """Runs of the job that failed, counted in the key's history between the job's creation and
-    its failure (RQ keeps no count, and jobs.py zeroes retries_left on a permanent error).
+    its failure (RQ keeps no count, and tasks.py zeroes retries_left on a permanent error).
     Entries written before they named their job count for any job of the key."""
     start = math.floor(job.created_at.timestamp())  # history stamps are whole seconds
     end = job.ended_at.timestamp() if job.ended_at else math.inf

@@ -33,7 +33,7 @@ def run_worker(connection: Redis, burst: bool = False) -> None:
 
 
 def follow_overruns(connection: Redis) -> None:
-    """The overrun pass (following.py), by one worker at a time; best effort."""
+    """The overrun pass (jobs/overrun_pass.py), by one worker at a time; best effort."""
     try:
         extended = run_pass_once(connection, queue_of(connection), time.time())
     except RedisError as exc:

@@ -1,4 +1,4 @@
-"""A mapping file's `auth:` entries -> the verifiers that check its webhooks (auth.py)."""
+"""A mapping file's `auth:` entries -> the verifiers that check its webhooks (web/auth.py)."""
 
 from __future__ import annotations
 

@@ -249,7 +249,7 @@ class WriteBackAuthSchema(Schema):
 
 
 class WriteBackSchema(Schema):
-    """Notes on the change in the sender's system (notes.py)."""
+    """Notes on the change in the sender's system (itsm/notes.py)."""
 
     api = fields.Str(required=True, validate=validate.OneOf(["servicenow", "jira"]))
     url = fields.Url(required=True, require_tld=False, schemes={"https", "http"})
