@@ -35,6 +35,8 @@ BIGPANDA_DEFAULTS: Mapping[str, Any] = MappingProxyType(
     }
 )
 
+OWNER_TAG = "bridge_owner"  # the custom tag of the ownership mark: mapping files may not set it
+
 RunningPolicy = Literal["end_only", "restart"]
 NoPlanReason = Literal["not_selected", "window_over", "no_ci"]
 PlanStatus = Literal["planned", "running", "ended"]

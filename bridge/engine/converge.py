@@ -21,7 +21,8 @@ from ..itsm.notes import note_of
 from ..model import ChangeRef, DesiredPlan, Plan, body_of, plans_of
 from ..state.ledger import KeyState, RememberedPlan
 from ..state.store import Store
-from .diff import Call, plan_diff
+from .decision import decide_plan
+from .diff import Call
 from .overrun import extended
 from .ownership import Owner
 from .plan_lookup import PlanLookup
@@ -93,7 +94,7 @@ class ChangeConverger:
         return "; ".join(outcomes) or "nothing to do"
 
     def _index_overrun(self, state: KeyState) -> None:
-        """Let the overrun pass (jobs/overrun_pass.py) find the change while its plan may overrun."""
+        """Let the overrun pass (jobs/overrun_pass.py) find the change while it may overrun."""
         following = [extended(p, state.extension) for p in plans_of(state.desired).values()]
         ends = [plan.end for plan in following if plan and plan.overrun]
         self.store.follow(self.change, max(ends) if ends else None)
@@ -119,11 +120,9 @@ class ChangeConverger:
         if actual is not None and not self._ours(actual, remembered):
             self._disown(plan_key, actual)
             actual = None
-        planned = desired
-        desired = extended(desired, state.extension)
-        moved = "extended" if desired is not planned else "moved"  # what an end update means
-        marked = self.owner.marked(desired) if desired else None
-        result = plan_diff(marked, actual, time.time())
+        decision = decide_plan(desired, state.extension, self.owner, actual, time.time())
+        moved = "extended" if decision.overrunning else "moved"  # what an end update means
+        result = decision.diff
         if result.warning:
             self.store.record(self.change, "warning", plan_key=plan_key, message=result.warning)
         for call in result.calls:

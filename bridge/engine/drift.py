@@ -10,7 +10,8 @@ from ..bigpanda.client import BigPandaClient
 from ..model import ChangeRef, DesiredPlan, Plan, plans_of
 from ..state.ledger import KeyState
 from ..state.store import Store
-from .diff import differing_fields, plan_diff
+from .decision import decide_plan
+from .diff import differing_fields
 from .ownership import Owner, change_of
 
 
@@ -161,15 +162,17 @@ def check_change(
         desired, remembered = wanted.get(plan_key), state.plans.get(plan_key)
         target = desired.target if desired else remembered.target if remembered else None
         actual = listed.get(target, {}).get(remembered.id) if remembered else None
-        marked = owner.marked(desired) if desired else None
-        why = _reason(marked, remembered is not None, actual, now)
         if remembered:
             drift.observed[plan_key] = (remembered.id, actual)
+        why = None
         if actual is not None and remembered and not (remembered.unmarked or owner.owns(actual)):
             drift.not_ours += 1
             actual, why = None, "the remembered plan no longer carries this bridge's mark"
-        calls = plan_diff(marked, actual, now).calls
-        drift.repairs += [Repair(change, plan_key, call.action, why) for call in calls]
+        decision = decide_plan(desired, state.extension, owner, actual, now)
+        why = why or _reason(decision.wanted, remembered is not None, actual, now)
+        drift.repairs += [
+            Repair(change, plan_key, call.action, why) for call in decision.diff.calls
+        ]
     return drift
 
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..model import ChangeRef, DesiredPlan, Plan, change_key_of
+from ..model import OWNER_TAG, ChangeRef, DesiredPlan, Plan, change_key_of
 
-OWNER_TAG = "bridge_owner"  # a custom tag name mapping files are refused
 BRIDGE_NAME = "maintenance-bridge"
 DEFAULT_INSTANCE = "default"
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -24,6 +23,7 @@ import requests
 from redis import Redis
 
 from ..errors import PermanentError, TransientError
+from ..mapping.write_back import WriteBack
 from ..model import Plan
 from ..state.ratelimit import RateLimiter
 from ..state.store import PREFIX
@@ -39,19 +39,6 @@ TEXTS = {
     "deleted": "BigPanda maintenance plan deleted: no alert of this change will be silenced.",
     "refused": "BigPanda refused the maintenance plan, so alerts are NOT silenced: {message}",
 }
-
-
-@dataclass(frozen=True)
-class WriteBack:
-    """A mapping file's write-back: which API, where, as whom, how fast."""
-
-    api: str  # "servicenow" (Table API work_notes) or "jira" (issue comment)
-    url: str
-    auth: str  # "basic" or "bearer"
-    secret_env: str
-    username: str | None = None
-    table: str = "change_request"
-    rate_limit: float = 2.0  # requests per second to this instance, all workers together
 
 
 class NoteClient:

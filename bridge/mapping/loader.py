@@ -12,9 +12,7 @@ from typing import Any
 import yaml
 from marshmallow import ValidationError
 
-from ..engine.overrun import OverrunRule
 from ..errors import ConfigError
-from ..itsm.notes import WriteBack
 from ..sources import PARSERS, Parser
 from ..sources.servicenow_display import DisplayValues
 from ..web.auth import Verifier
@@ -22,9 +20,11 @@ from .auth_entries import verifiers_of
 from .condition import DEFAULT_CLASS, ConditionRule
 from .dates import DateSpec
 from .filters import Filter
+from .overrun_rule import OverrunRule
 from .positions import Where, describe, leaves, line_numbers
 from .schema import DEFAULT_MAX_DURATION, DEFAULT_MAX_JUMP, MappingFileSchema, with_defaults
 from .templates import Template
+from .write_back import WriteBack
 
 
 @dataclass(frozen=True)

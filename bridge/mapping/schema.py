@@ -19,13 +19,13 @@ from marshmallow import (
     validates_schema,
 )
 
-from ..engine.overrun import DEFAULT_NEAR_SECONDS, OverrunRule
-from ..engine.ownership import OWNER_TAG
+from ..model import OWNER_TAG
 from ..sources import PARSERS
 from ..sources.servicenow_display import DATE_FORMATS, TIME_FORMATS
 from .condition import matches_everything, validate_bpql
 from .dates import compile_date_spec, parse_duration
 from .filter_spec import compile_filter
+from .overrun_rule import DEFAULT_NEAR_SECONDS, OverrunRule
 from .templates import compile_template
 
 DEFAULT_MAX_DURATION = 14 * 86400  # a change window longer than two weeks is refused (422)
