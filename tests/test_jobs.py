@@ -14,7 +14,7 @@ from rq.serializers import JSONSerializer
 from scripted_bigpanda import ScriptedBigPanda
 
 from bridge.engine.ownership import Owner
-from bridge.jobs.queue import RETRY_INTERVALS, enqueue_reconcile, new_job_id, queue_of
+from bridge.jobs.queue import RETRY_INTERVALS, new_job_id, queue_marked, queue_of
 from bridge.model import ChangeRef, DesiredPlan, NoPlan
 from bridge.state.ledger import RememberedPlan
 from bridge.state.store import LEDGER_MARKER, Store
@@ -171,8 +171,7 @@ def test_stop_refused_because_the_plan_already_ended_counts_as_done(store, queue
 def ingest(store: Store, queue: Queue, plan, version: int):
     """What the webhook does: the script decides and marks; RQ enqueues a job it asks for."""
     result = store.ingest(CHANGE, plan, (version,), new_job_id(CHANGE), {})
-    if result.verdict == "enqueue":
-        enqueue_reconcile(queue, CHANGE, result.job_id)
+    queue_marked(queue, CHANGE, result)
     return result
 
 

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from bridge.errors import InvalidChange
-from bridge.jobs.queue import enqueue_reconcile, new_job_id, queue_of
+from bridge.jobs.queue import new_job_id, queue_marked, queue_of
 from bridge.mapping.extract import read_change
 from bridge.mapping.loader import SourceMapping, load_mappings
 from bridge.mapping.rules import decide
@@ -230,8 +230,7 @@ def ingest_like_the_webhook(redis_conn, mapping: SourceMapping, raw: dict) -> st
     queue = queue_of(redis_conn)
     ref = ChangeRef(mapping.source, decision.maintenance_key)
     result = Store(redis_conn).ingest(ref, decision, change.version, new_job_id(ref), {})
-    if result.verdict == "enqueue":
-        enqueue_reconcile(queue, ref, result.job_id)
+    queue_marked(queue, ref, result)
     return result.verdict
 
 

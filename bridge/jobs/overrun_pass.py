@@ -11,7 +11,7 @@ from rq import Queue
 from ..engine.overrun import next_end
 from ..model import ChangeRef, DesiredPlan, plans_of
 from ..state.store import PREFIX, Store
-from .queue import enqueue_reconcile, new_job_id
+from .queue import request_reconcile
 
 # The pass looks at plans ending within this (any rule's `near` is shorter).
 HORIZON_SECONDS = 24 * 3600
@@ -42,9 +42,7 @@ def _extend(store: Store, queue: Queue, change: ChangeRef, now: float) -> int:
         return 0
     store.extend(change, desired.end, end)
     store.record(change, "extended", planned_end=desired.end, end_was=current, end=end)
-    result = store.request_reconcile(change, new_job_id(change))
-    if result.verdict == "enqueue":
-        enqueue_reconcile(queue, change, result.job_id)
+    request_reconcile(store, queue, change)
     return 1
 
 

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from redis import Redis
 from redis.exceptions import RedisError, WatchError
@@ -26,6 +27,10 @@ from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
 from ..model import ChangeRef
+from ..state.ledger import IngestResult
+
+if TYPE_CHECKING:  # the store imports this module for RQ's job key prefix
+    from ..state.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +78,20 @@ def job_key_prefix() -> str:
     """What RQ puts before a job's id to name its hash (the ingest script asks whether the
     pending job has been written)."""
     return Job.key_for("")
+
+
+def request_reconcile(store: Store, queue: Queue, change: ChangeRef) -> IngestResult:
+    """A reconcile of the change without an event (the drift sweep, the overrun pass): it joins
+    the job waiting for the change, else the store marks a new one pending and RQ queues it."""
+    result = store.request_reconcile(change, new_job_id(change))
+    queue_marked(queue, change, result)
+    return result
+
+
+def queue_marked(queue: Queue, change: ChangeRef, result: IngestResult) -> None:
+    """RQ queues the job the store marked pending (verdict "enqueue"); a joined one waits."""
+    if result.verdict == "enqueue":
+        enqueue_reconcile(queue, change, result.job_id)  # type: ignore[arg-type]
 
 
 def enqueue_reconcile(queue: Queue, change: ChangeRef, job_id: str) -> None:

@@ -26,7 +26,7 @@ from ..engine.drift import (
 from ..model import ChangeRef, plans_of
 from ..state.ledger import KeyState
 from ..state.store import Store
-from .queue import enqueue_reconcile, new_job_id
+from .queue import request_reconcile
 
 
 @dataclass
@@ -104,9 +104,7 @@ def _sweep_change(
 
 
 def _request(store: Store, queue: Queue, change: ChangeRef, counts: SweepCounts) -> None:
-    result = store.request_reconcile(change, new_job_id(change))
-    if result.verdict == "enqueue":
-        enqueue_reconcile(queue, change, result.job_id)
+    if request_reconcile(store, queue, change).verdict == "enqueue":
         counts.enqueued += 1
     else:
         counts.already_pending += 1

@@ -117,13 +117,10 @@ class Store:
         version: Iterable[float],
         bound: tuple[int, str, int] | None = None,
     ) -> str:
-        """How ingest would answer now: the ingest script itself, told to write nothing."""
-        verdict = self._verdict(change, decision, version, "preview", {}, None, 0.0, bound, True)
-        if verdict.verdict in ("stale", "duplicate"):
-            return f"ignored: {verdict.verdict}"
-        if verdict.verdict == "ignored":
-            return f"ignored: {decision.reason if isinstance(decision, NoPlan) else 'not_selected'}"
-        return "accepted"
+        """The verdict ingest would reach now: the ingest script itself, told to write nothing."""
+        return self._verdict(
+            change, decision, version, "preview", {}, None, 0.0, bound, True
+        ).verdict
 
     def claim(self, change: ChangeRef, job_id: str) -> float | None:
         """Mark the pending job as started so newer events enqueue a fresh reconcile; returns

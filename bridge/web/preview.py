@@ -11,6 +11,7 @@ from ..mapping.loader import SourceMapping
 from ..mapping.rules import evaluate
 from ..model import ChangeRef, Decision, NoPlan, plans_of
 from ..state.store import Store
+from .answer import preview_answer
 
 
 def preview(
@@ -40,7 +41,8 @@ def preview(
     }
     if store is not None:
         ref = ChangeRef(mapping.source, decision.maintenance_key)
-        result["answer"] = store.predict(ref, decision, change.version, change.version_bound)
+        verdict = store.predict(ref, decision, change.version, change.version_bound)
+        result["answer"] = preview_answer(verdict, decision)
     elif change.version_bound:  # no memory to ask: judged as the webhook judges a new change
         index, _, jump = change.version_bound
         if change.version[index] > jump:

@@ -19,13 +19,14 @@ from ..errors import (
     UnknownSource,
     UnsupportedMediaType,
 )
-from ..jobs.queue import enqueue_reconcile, new_job_id
+from ..jobs.queue import new_job_id, queue_marked
 from ..logs import event
 from ..mapping.extract import read_change
 from ..mapping.loader import SourceMapping
 from ..mapping.rules import evaluate
 from ..model import Change, ChangeRef, Decision, NoPlan, SplitPlan
 from . import strict_json
+from .answer import webhook_answer
 from .auth import authenticate
 from .preview import preview
 from .runtime import Runtime
@@ -121,20 +122,8 @@ def _ingest(
         seconds,
         change.version_bound,
     )
-    if result.verdict == "enqueue":  # the script marked it pending: RQ queues the job
-        enqueue_reconcile(runtime.queue, ref, result.job_id)
-    if result.verdict in ("stale", "duplicate"):
-        return {"status": "ignored", "reason": result.verdict, "maintenance_key": key}, 200
-    if result.verdict == "ignored":
-        reason = decision.reason if isinstance(decision, NoPlan) else "not_selected"
-        return {"status": "ignored", "reason": reason, "maintenance_key": key}, 200
-    action = "remove" if isinstance(decision, NoPlan) else "upsert"
-    return {
-        "status": "accepted",
-        "maintenance_key": key,
-        "action": action,
-        "job_id": result.job_id,
-    }, 202
+    queue_marked(runtime.queue, ref, result)
+    return webhook_answer(result, decision)
 
 
 def _note_record(mapping: SourceMapping, change: Change) -> str | None:
