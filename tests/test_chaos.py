@@ -61,6 +61,9 @@ from bridge.jobs.queue import QUEUE_NAME, queue_of
 from bridge.model import ChangeRef
 from bridge.state.store import Store, connect
 
+# Real processes, kills and restarts: `-m 'not slow'` leaves them out of a quick local run.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).parent.parent
 AUTH = {"Authorization": f"Bearer {SERVICENOW_TOKEN}"}
 MAX_PER_SECOND = 5

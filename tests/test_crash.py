@@ -32,6 +32,9 @@ from bridge.jobs.queue import QUEUE_NAME, queue_of
 from bridge.model import ChangeRef
 from bridge.state.store import Store
 
+# Real processes, kills and restarts: `-m 'not slow'` leaves them out of a quick local run.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).parent.parent
 SCHEDULER_LOCK = f"rq:scheduler-lock:{QUEUE_NAME}"
 KEY = "CHG0030412"

@@ -16,6 +16,9 @@ import pytest
 import requests
 from bridge_harness import descendants
 
+# Real processes, kills and restarts: `-m 'not slow'` leaves them out of a quick local run.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).parent.parent
 
 

@@ -16,9 +16,6 @@ from ..state.ratelimit import RateLimiter
 from ..state.store import STATS
 from .client import BigPandaClient
 
-# BigPanda allows `rate` requests per second; the pace leaves 5% for network jitter.
-RATE_PERIOD_SECONDS = 1.05
-
 
 def build_clients(
     settings: Settings, mappings: Mapping[str, SourceMapping], redis: Redis
@@ -42,7 +39,9 @@ def _client(settings: Settings, redis: Redis, url: str, token: str) -> BigPandaC
     # The limit is BigPanda's per organization: one limiter per URL and key, named by a hash
     # so that no key appears in Redis.
     organization = hashlib.sha256(f"{url}\n{token}".encode()).hexdigest()[:16]
-    limiter = RateLimiter(redis, organization, rate=settings.rate_limit, period=RATE_PERIOD_SECONDS)
+    limiter = RateLimiter(
+        redis, organization, rate=settings.rate_limit, period=settings.rate_period
+    )
     return BigPandaClient(
         url,
         token,

@@ -17,7 +17,6 @@ from redis import Redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from ..engine.ownership import change_of
 from ..errors import jump_refused
 from ..jobs.queue import job_key_prefix
 from ..logs import event as log_event
@@ -290,25 +289,20 @@ class Store:
     def ledger_intact(self) -> bool:
         return bool(self.redis.exists(LEDGER_MARKER))
 
-    def rebuild_ledger(
-        self, plans_by_target: Mapping[str | None, Iterable[Plan]], instance: str
-    ) -> int:
-        """Remember every live plan that carries this instance's mark, then set the marker.
-        Plans without it (made by hand, by another integration or instance) are left out."""
-        ledger: dict[ChangeRef, dict[str, list]] = {}
-        for target, plans in plans_by_target.items():
-            for plan in plans:
-                change = change_of(plan, instance)
-                if change is not None and plan.status != "ended":
-                    remembered = RememberedPlan(plan.id, target, written=body_of(plan)).to_json()
-                    ledger.setdefault(change, {})[plan.maintenance_key] = remembered  # type: ignore[index]
+    def rebuild_ledger(self, plans: Iterable[tuple[ChangeRef, str | None, Plan]]) -> int:
+        """Remember the plans (change, organization, plan) a full listing found with this
+        instance's mark, then set the marker; the caller leaves out every other plan."""
+        ledger: dict[ChangeRef, dict[str, Any]] = {}
+        for change, target, plan in plans:
+            remembered = RememberedPlan(plan.id, target, written=body_of(plan)).to_json()
+            ledger.setdefault(change, {})[plan.maintenance_key or change.key] = remembered
         with self.redis.pipeline() as pipe:
-            for change, plans in ledger.items():
-                pipe.hset(_change(change), "plans", json.dumps(plans, sort_keys=True))
+            for change, remembered_plans in ledger.items():
+                pipe.hset(_change(change), "plans", json.dumps(remembered_plans, sort_keys=True))
                 pipe.sadd(KNOWN_KEYS, change.id)
             pipe.set(LEDGER_MARKER, int(time.time()))
             pipe.execute()
-        return sum(len(plans) for plans in ledger.values())
+        return sum(len(found) for found in ledger.values())
 
 
 def connect(url: str, verify_tls: bool = True) -> Redis:
