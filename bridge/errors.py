@@ -63,24 +63,34 @@ class QueueUnavailable(BridgeError):
     title = "Queue unavailable"
 
 
-class BigPandaError(BridgeError):
-    """A BigPanda call failed; `status` is BigPanda's HTTP status (0 when none came back)."""
+class RemoteError(BridgeError):
+    """A call to a remote service failed. `service` names it (BigPanda, ServiceNow, Jira; the
+    change's lock for a wait on another worker); `http_status` is the status that came back (0:
+    none came back, None: no HTTP call stands behind the error)."""
 
-    def __init__(self, http_status: int, message: str):
+    def __init__(self, http_status: int | None, message: str, service: str = "BigPanda"):
         self.http_status = http_status
         self.message = message
-        super().__init__(f"BigPanda {http_status or 'no answer'}: {message}")
+        self.service = service
+        answer = "" if http_status is None else f" {http_status or 'no answer'}"
+        super().__init__(f"{service}{answer}: {message}")
 
 
-class TransientError(BigPandaError):
-    """Worth retrying: timeouts, connection errors, 429 and 5xx."""
+class TransientError(RemoteError):
+    """Worth retrying: timeouts, connection errors, 429 and 5xx, a busy lock."""
 
-    def __init__(self, http_status: int, message: str, retry_after: float | None = None):
+    def __init__(
+        self,
+        http_status: int | None,
+        message: str,
+        retry_after: float | None = None,
+        service: str = "BigPanda",
+    ):
         self.retry_after = retry_after
-        super().__init__(http_status, message)
+        super().__init__(http_status, message, service)
 
 
-class PermanentError(BigPandaError):
+class PermanentError(RemoteError):
     """Not worth retrying: any other 4xx; BigPanda's message is kept."""
 
 

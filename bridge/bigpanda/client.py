@@ -5,16 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urljoin, urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 
-from ..errors import ConfigError, PermanentError, TransientError
-from ..logs import event
+from ..errors import PermanentError
 from ..model import Plan, PlanStatus, normalized_fields
+from ..remote import RemoteAPI, checked_base
 
 if TYPE_CHECKING:
     from ..state.ratelimit import RateLimiter
@@ -23,11 +21,8 @@ log = logging.getLogger(__name__)
 
 API_PREFIX = "/resources/v2.0"
 PLANS_PATH = f"{API_PREFIX}/maintenance-plans"
-USER_AGENT = "maintenance-bridge/0.1 (BigPanda maintenance plans bridge)"
 _RUNNING = frozenset({"running", "in progress", "active", "live"})
 _ENDED = frozenset({"done", "expired"})
-_MAX_ERROR_TEXT = 200
-LOOPBACK_NAMES = frozenset({"localhost", "::1"})
 
 
 class BigPandaClient:
@@ -44,24 +39,14 @@ class BigPandaClient:
         limiter: RateLimiter | None = None,
         observer: Callable[[str, str, float], None] | None = None,
     ) -> None:
-        self._base = _checked_base(base_url)
+        self._base = checked_base("BigPanda API", base_url)
         self._origin = urlsplit(self._base)[:2]  # scheme and host: the only ones followed
-        self._token = token
-        self._timeout = (connect_timeout, read_timeout)
         self._clock = clock
-        self._limiter = limiter
-        self._observer = observer  # (method, status or error name, seconds) after each call
-        self._session = requests.Session()
-        # Retries live in one place (the RQ enqueue); a second layer here would multiply them.
-        for scheme in ("http://", "https://"):
-            self._session.mount(scheme, HTTPAdapter(max_retries=0))
-        self._session.headers.update(
-            {
-                "Authorization": f"Bearer {token}",
-                "Accept": "application/json",
-                "Content-Type": "application/json",
-                "User-Agent": USER_AGENT,
-            }
+        self._api = RemoteAPI("BigPanda", token, connect_timeout=connect_timeout,
+                              read_timeout=read_timeout, limiter=limiter, observer=observer,
+                              clock=clock, log=log)  # fmt: skip
+        self._api.session.headers.update(
+            {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         )
 
     def create(self, body: dict) -> Plan:
@@ -137,63 +122,8 @@ class BigPandaClient:
     def _call(
         self, method: str, url: str, *, missing_ok: bool = False, **kwargs: Any
     ) -> requests.Response:
-        """One request, no retry; raise the error class the outcome deserves."""
-        path = urlsplit(url).path
-        if self._limiter is not None:
-            self._limiter.acquire()  # before the timer: time spent pacing is not BigPanda latency
-        started = time.monotonic()
-        try:
-            response = self._session.request(
-                method, url, timeout=self._timeout, allow_redirects=False, **kwargs
-            )
-        except requests.RequestException as exc:
-            self._observed(method, path, type(exc).__name__, started)
-            raise self._network_error(method, path, exc) from None
-        self._observed(method, path, str(response.status_code), started)
-        status = response.status_code
-        if 200 <= status < 300 or (missing_ok and status == 404):
-            return response
-        message = self._scrub(f"{method} {path}: {_error_text(response)}")
-        if status == 429 or status >= 500:
-            retry_after = _retry_after(response.headers.get("Retry-After"), self._clock())
-            raise TransientError(status, message, retry_after)
-        # 3xx lands here too: following a redirect could turn a POST into a GET or leak the token.
-        raise PermanentError(status, message)
-
-    def _observed(self, method: str, path: str, status: str, started: float) -> None:
-        """One line per call, and the call's latency to whoever observes them (metrics)."""
-        seconds = time.monotonic() - started
-        event(log, "bigpanda call", method=method, path=path, status=status,
-              duration_ms=round(seconds * 1000, 1))  # fmt: skip
-        if self._observer is not None:
-            self._observer(method, status, seconds)
-
-    def _network_error(self, method: str, path: str, exc: Exception) -> Exception:
-        # Timeouts and dropped connections may succeed later; anything else (a malformed URL) won't.
-        kinds = (
-            requests.Timeout,
-            requests.ConnectionError,
-            requests.exceptions.ChunkedEncodingError,
-        )
-        message = self._scrub(f"{method} {path}: {type(exc).__name__}: {exc}"[:300])
-        if isinstance(exc, kinds):
-            return TransientError(0, message)
-        return PermanentError(0, message)
-
-    def _scrub(self, text: str) -> str:
-        # Defence in depth: no message may carry the token, whatever a library put in it.
-        return text.replace(self._token, "***") if self._token else text
-
-
-def _checked_base(base_url: str) -> str:
-    """The API base URL; https, except on this machine (the sandbox, tests)."""
-    parts = urlsplit(base_url)
-    local = parts.hostname in LOOPBACK_NAMES or (parts.hostname or "").startswith("127.")
-    if parts.scheme != "https" and not (parts.scheme == "http" and local):
-        raise ConfigError(
-            f"BigPanda API URL {base_url!r} must use https (plain http only on loopback)"
-        )
-    return base_url.rstrip("/")
+        """One request, no retry; a 404 is an answer when `missing_ok`."""
+        return self._api.call(method, url, accept=(404,) if missing_ok else (), **kwargs)
 
 
 def plan_from_api(obj: dict, now: float) -> Plan:
@@ -237,31 +167,3 @@ def _json(response: requests.Response, what: str) -> Any:
     if isinstance(body, dict) and "data" in body and "id" not in body:
         return body["data"]
     return body
-
-
-def _error_text(response: requests.Response) -> str:
-    """BigPanda's `errors` list joined, else a short piece of the body, else the reason phrase."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and isinstance(body.get("errors"), list) and body["errors"]:
-        return "; ".join(str(error) for error in body["errors"])
-    text = " ".join(response.text.split())
-    if len(text) > _MAX_ERROR_TEXT:
-        text = text[:_MAX_ERROR_TEXT] + "..."
-    return text or response.reason or f"HTTP {response.status_code}"
-
-
-def _retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); None if absent."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except ValueError:
-        return None
-    return max(0.0, when.timestamp() - now)

@@ -19,12 +19,11 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-import requests
 from redis import Redis
 
-from ..errors import PermanentError, TransientError
 from ..mapping.write_back import WriteBack
 from ..model import Plan
+from ..remote import RemoteAPI
 from ..state.ratelimit import RateLimiter
 from ..state.store import PREFIX
 
@@ -42,17 +41,26 @@ TEXTS = {
 
 
 class NoteClient:
-    """Writes notes through one ITSM instance's API; raises TransientError or PermanentError."""
+    """Writes notes through one ITSM instance's API (on the one HTTP base, remote.py); raises
+    TransientError or PermanentError naming ServiceNow or Jira."""
 
-    def __init__(self, target: WriteBack, secret: str, limiter: RateLimiter | None = None):
+    def __init__(
+        self,
+        target: WriteBack,
+        secret: str,
+        limiter: RateLimiter | None = None,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 20.0,
+    ):
         self.target = target
-        self._limiter = limiter
-        self._session = requests.Session()
+        service = "ServiceNow" if target.api == "servicenow" else "Jira"
+        self._api = RemoteAPI(service, secret, connect_timeout=connect_timeout,
+                              read_timeout=read_timeout, limiter=limiter, log=log)  # fmt: skip
         if target.auth == "basic":
-            self._session.auth = (target.username or "", secret)
+            self._api.session.auth = (target.username or "", secret)
         else:
-            self._session.headers["Authorization"] = f"Bearer {secret}"
-        self._session.headers["Accept"] = "application/json"
+            self._api.session.headers["Authorization"] = f"Bearer {secret}"
 
     def write(self, record: str, text: str) -> None:
         """One note on one record: ServiceNow by sys_id, Jira by issue key."""
@@ -79,18 +87,7 @@ class NoteClient:
     def _send(
         self, method: str, url: str, body: dict[str, Any] | None = None, params: Any = None
     ) -> Any:
-        if self._limiter is not None:
-            self._limiter.acquire()
-        try:
-            answer = self._session.request(method, url, json=body, params=params, timeout=(5, 20))
-        except (requests.Timeout, requests.ConnectionError) as exc:
-            raise TransientError(0, f"note: {type(exc).__name__}") from None
-        if answer.status_code == 429 or answer.status_code >= 500:
-            raise TransientError(
-                answer.status_code, f"note: {method} answered {answer.status_code}"
-            )
-        if answer.status_code >= 300:
-            raise PermanentError(answer.status_code, f"note: {answer.text[:200]}")
+        answer = self._api.call(method, url, json=body, params=params)
         try:
             return answer.json()
         except ValueError:
@@ -112,10 +109,15 @@ def note_of(
     return event[action], {**window, "cis": cis}
 
 
-def note_client(redis: Redis, target: WriteBack, secret: str) -> NoteClient:
-    """A client paced by a limiter every worker shares, one per instance (named by a hash)."""
+def note_client(
+    redis: Redis, target: WriteBack, secret: str, timeouts: tuple[float, float] = (5.0, 20.0)
+) -> NoteClient:
+    """A client paced by a limiter every worker shares, one per instance (named by a hash);
+    `timeouts`: connect and read, from the settings."""
     name = "notes-" + hashlib.sha256(target.url.encode()).hexdigest()[:16]
-    return NoteClient(target, secret, RateLimiter(redis, name, rate=target.rate_limit, period=1.0))
+    limiter = RateLimiter(redis, name, rate=target.rate_limit, period=1.0)
+    connect, read = timeouts
+    return NoteClient(target, secret, limiter, connect_timeout=connect, read_timeout=read)
 
 
 def note_text(event: str, details: Mapping[str, Any]) -> str:

@@ -21,7 +21,7 @@ from .queue import NOTES_QUEUE_NAME, QUEUE_NAME, RECONCILE, RETRY_INTERVALS, WRI
 # What a reconcile records in the key's history each time a run of it fails.
 FAILED_RUN_EVENTS = frozenset({"retrying", "failed", "note_failed"})
 # The exception class the worker writes before BigPanda's message: not worth showing.
-_BIGPANDA_PREFIXES = tuple(
+_REMOTE_PREFIXES = tuple(
     f"{e.__module__}.{e.__qualname__}: " for e in (PermanentError, TransientError)
 )
 
@@ -107,12 +107,13 @@ def requeue_all(connection: Redis) -> dict[str, ChangeRef]:
 
 
 def error_of(exc_string: str | None) -> str:
-    """The last line of a failed job's exception text; for a BigPanda error, its message only."""
+    """The last line of a failed job's exception text; for a remote service's error, its own
+    message (which names the service) without the exception's class."""
     lines = [line.strip() for line in (exc_string or "").splitlines() if line.strip()]
     if not lines:
         return "(no error recorded)"
     last = lines[-1]
-    for prefix in _BIGPANDA_PREFIXES:
+    for prefix in _REMOTE_PREFIXES:
         if last.startswith(prefix):
             return last[len(prefix) :]
     return last

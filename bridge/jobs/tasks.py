@@ -80,7 +80,8 @@ def _note_clients(
         secret = settings.secrets.get(target.secret_env)
         if not secret:
             raise ConfigError(f"{mapping.path}: write_back: {target.secret_env} is not set")
-        found[mapping.source] = note_client(redis, target, secret)
+        timeouts = (settings.connect_timeout, settings.read_timeout)
+        found[mapping.source] = note_client(redis, target, secret, timeouts)
     return found
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..bigpanda.client import BigPandaClient
 from ..engine.ownership import DEFAULT_INSTANCE, Owner, mark_of
-from ..errors import BigPandaError
+from ..errors import RemoteError
 from ..model import ChangeRef, Decision, NoPlan, Plan, plans_of
 from ..state.ledger import RememberedPlan
 from ..state.store import HISTORY_LENGTH, Store
@@ -186,7 +186,7 @@ def _read(
         return PlanNow(plan_key, remembered, error=error)
     try:
         plan = client.get(remembered.id)
-    except BigPandaError as exc:
+    except RemoteError as exc:
         return PlanNow(plan_key, remembered, error=str(exc))
     return PlanNow(plan_key, remembered, plan, ours=plan is not None and owner.owns(plan))
 

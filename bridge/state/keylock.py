@@ -18,6 +18,7 @@ from .lua import RELEASE_ATTEMPT
 from .store import PREFIX
 
 # The lock outlives one slow BigPanda call (30 s read timeout); it is renewed before every write.
+LOCK = "the change's lock"  # what an error about it names: no remote service
 LOCK_SECONDS = 45
 
 
@@ -34,7 +35,9 @@ def key_lock(connection: Redis, job_id: str, change: ChangeRef) -> Iterator[Lock
     connection.register_script(RELEASE_ATTEMPT)(keys=[name], args=[f"{job_id}:"])
     lock = connection.lock(name, timeout=LOCK_SECONDS, blocking_timeout=LOCK_SECONDS)
     if not lock.acquire(token=token):
-        raise TransientError(0, f"{change} is being reconciled by another worker; retrying")
+        raise TransientError(
+            None, f"{change} is being reconciled by another worker; retrying", service=LOCK
+        )
     try:
         yield lock
     finally:
@@ -49,6 +52,6 @@ def fence_of(lock: Lock) -> Callable[[], None]:
         try:
             lock.reacquire()
         except LockError:
-            raise TransientError(0, "lost the key's lock to another worker; retrying") from None
+            raise TransientError(None, "lost to another worker; retrying", service=LOCK) from None
 
     return fence
