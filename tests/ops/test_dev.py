@@ -19,7 +19,7 @@ from bridge_harness import descendants
 # Real processes, kills and restarts: `-m 'not slow'` leaves them out of a quick local run.
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).parent.parent
+REPO = Path(__file__).parent.parent.parent
 
 
 def free_port() -> int:

@@ -25,7 +25,7 @@ ADMIN_TOKEN = "admin-test-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 SCHEDULED = "servicenow_change_scheduled.json"  # sys_mod_count 9
 RESCHEDULED = "servicenow_change_rescheduled.json"  # 12
-MAPPINGS = str(Path(__file__).parent.parent / "mappings")
+MAPPINGS = str(Path(__file__).parent.parent.parent / "mappings")
 EVENT_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ)  (\S+) +(.*)$")
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 

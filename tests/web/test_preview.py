@@ -23,8 +23,8 @@ from bridge.ops.cli import main
 from bridge.state.store import LEDGER_MARKER, Store
 from bridge.web.preview import preview
 
-ROOT = Path(__file__).parent.parent
-PAYLOADS = Path(__file__).parent / "payloads"
+ROOT = Path(__file__).parent.parent.parent
+PAYLOADS = Path(__file__).parent.parent / "payloads"
 NOW = 1717200000  # 2024-06-01 00:00:00 UTC: every sample window lies ahead
 SECRETS = {"SERVICENOW_WEBHOOK_TOKEN": "x" * 16, "JIRA_WEBHOOK_SECRET": "y" * 16}
 SN_RULES = [

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from bridge.errors import InvalidChange
 from bridge.sources.jira import MAX_TIMESTAMP, parse
 
-PAYLOADS = Path(__file__).parent / "payloads" / "jira"
+PAYLOADS = Path(__file__).parent.parent / "payloads" / "jira"
 CHANGE_START = "customfield_10008"
 CHANGE_TYPE = "customfield_10005"
 

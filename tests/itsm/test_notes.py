@@ -28,7 +28,7 @@ from bridge.jobs.queue import notes_queue_of
 from bridge.model import ChangeRef
 from bridge.state.store import Store
 
-MAPPINGS = Path(__file__).parent.parent / "mappings"
+MAPPINGS = Path(__file__).parent.parent.parent / "mappings"
 AUTH = {"Authorization": f"Bearer {SERVICENOW_TOKEN}"}
 SYS_ID = "5df12d5c5fb7cc7501846bb5e2e08da3"  # the sample change's
 NOTE_PATH = f"/api/now/table/change_request/{SYS_ID}"

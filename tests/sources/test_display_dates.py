@@ -26,7 +26,7 @@ from bridge.mapping.rules import evaluate
 from bridge.model import DesiredPlan
 from bridge.sources.servicenow_display import DisplayValues, display_to_internal
 
-SHIPPED = Path(__file__).parent.parent / "mappings" / "servicenow.yaml"
+SHIPPED = Path(__file__).parent.parent.parent / "mappings" / "servicenow.yaml"
 ZONES = [
     "America/Los_Angeles",
     "America/New_York",

@@ -20,7 +20,7 @@ from bridge.mapping.loader import load_mappings
 from bridge.model import ChangeRef
 from bridge.state.store import Store
 
-MAPPINGS = Path(__file__).parent.parent / "mappings"
+MAPPINGS = Path(__file__).parent.parent.parent / "mappings"
 AUTH = {"Authorization": f"Bearer {SERVICENOW_TOKEN}"}
 STAMP = "%Y-%m-%d %H:%M:%S"
 KEY = "CHG0030412"

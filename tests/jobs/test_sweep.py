@@ -27,7 +27,7 @@ from bridge.ops.cli import main
 from bridge.state.store import Store
 
 KEY = "CHG0030412"
-MAPPINGS = Path(__file__).parent.parent / "mappings"
+MAPPINGS = Path(__file__).parent.parent.parent / "mappings"
 PLANS = "/resources/v2.0/maintenance-plans"
 
 

@@ -21,7 +21,7 @@ BODY = b'{"number": "CHG0030412"}'
 # ServiceNow sample below is a byte-for-byte copy of the signed file.
 SIGNING_SECRET = "bridge-test-secret-not-real"
 SIGNED_PAYLOAD = (
-    Path(__file__).parent / "payloads" / "servicenow" / "servicenow_change_scheduled.json"
+    Path(__file__).parent.parent / "payloads" / "servicenow" / "servicenow_change_scheduled.json"
 )
 # X-SN-Signature of servicenow_change_scheduled.json in headers_examples.json (Base64, as
 # ServiceNow's CertificateEncryption.generateMac returns it) ...

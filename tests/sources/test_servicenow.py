@@ -12,7 +12,7 @@ from bridge.errors import InvalidChange
 from bridge.model import CI
 from bridge.sources.servicenow import parse
 
-PAYLOADS = Path(__file__).parent / "payloads" / "servicenow"
+PAYLOADS = Path(__file__).parent.parent / "payloads" / "servicenow"
 THREE_CIS = ["lnx-db-prod-01", "payments-api-prod", "lb-edge-02"]
 
 

@@ -23,8 +23,8 @@ from bridge.mapping.rules import Evaluation, evaluate
 from bridge.model import CI, DesiredPlan, NoPlan, SplitPlan
 from bridge.web.auth import authenticate
 
-ROOT = Path(__file__).parent.parent
-PAYLOADS = Path(__file__).parent / "payloads"
+ROOT = Path(__file__).parent.parent.parent
+PAYLOADS = Path(__file__).parent.parent / "payloads"
 SECRETS = {
     "SERVICENOW_WEBHOOK_TOKEN": "x" * 16,
     "JIRA_WEBHOOK_SECRET": "y" * 16,

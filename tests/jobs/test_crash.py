@@ -35,7 +35,7 @@ from bridge.state.store import Store
 # Real processes, kills and restarts: `-m 'not slow'` leaves them out of a quick local run.
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).parent.parent
+REPO = Path(__file__).parent.parent.parent
 SCHEDULER_LOCK = f"rq:scheduler-lock:{QUEUE_NAME}"
 KEY = "CHG0030412"
 CHANGE = ChangeRef("servicenow", KEY)

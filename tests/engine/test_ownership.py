@@ -51,7 +51,7 @@ PLANS = "/resources/v2.0/maintenance-plans"
 KEY = "CHG0030412"  # the sample change's number
 AUTH = {"Authorization": f"Bearer {SERVICENOW_TOKEN}"}
 WRITE = re.compile(r"^(PATCH|DELETE) |^POST .*/stop$")
-MAPPINGS = Path(__file__).parent.parent / "mappings"
+MAPPINGS = Path(__file__).parent.parent.parent / "mappings"
 STAMP = "%Y-%m-%d %H:%M:%S"
 
 

@@ -18,7 +18,7 @@ from bridge.mapping.rules import evaluate
 from bridge.model import Change
 from bridge.sources import PARSERS
 
-SHIPPED = load_mappings(Path(__file__).parent.parent / "mappings", None)
+SHIPPED = load_mappings(Path(__file__).parent.parent.parent / "mappings", None)
 SECRETS = {"TOKEN": "secret-of-16-chars"}
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
@@ -80,7 +80,7 @@ def test_any_text_loads_or_fails_with_config_error(tmp_path_factory, text):
 
 def test_servicenow_samples_survive_a_json_round_trip_of_every_shape():
     """The samples themselves, once more through JSON, parse with the shipped file."""
-    for sample in sorted((Path(__file__).parent / "payloads" / "servicenow").glob("*.json")):
+    for sample in sorted((Path(__file__).parent.parent / "payloads" / "servicenow").glob("*.json")):
         payload = json.loads(sample.read_text())
         change = read_change(SHIPPED["servicenow"], payload)
         assert change.fields["number"]
