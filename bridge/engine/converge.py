@@ -24,7 +24,7 @@ from ..state.store import Store
 from .decision import decide_plan
 from .diff import Call
 from .overrun import extended
-from .ownership import Owner, change_of
+from .ownership import Owner, our_live_plans
 from .plan_lookup import PlanLookup
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,8 @@ class ChangeConverger:
         """Reconcile until the desired plan read before the calls is still the newest one."""
         if not self.store.ledger_intact():
             # Redis lost the key -> id memory: rebuild it from one full listing before any create.
-            found = self.store.rebuild_ledger(self._our_live_plans())
+            listing = {target: client.list_plans() for target, client in self.clients.items()}
+            found = self.store.rebuild_ledger(our_live_plans(listing, self.instance))
             log.info("rebuilt the plan ledger: %d live plans of instance %s", found, self.instance)
         lookup = PlanLookup(self.store, self.clients, self.change, self.owner, self.adopt_unmarked)
         swept = lookup.swept(self.store.state(self.change))
@@ -91,17 +92,6 @@ class ChangeConverger:
                 break
         self._index_overrun(self.store.state(self.change))
         return "; ".join(outcomes) or "nothing to do"
-
-    def _our_live_plans(self) -> list[tuple[ChangeRef, str | None, Plan]]:
-        """Every live plan of every organization that carries this instance's mark, with its
-        change and organization: all a ledger rebuild may take (one full listing each)."""
-        found = []
-        for target, client in self.clients.items():
-            for plan in client.list_plans():
-                change = change_of(plan, self.instance)
-                if change is not None and plan.status != "ended":
-                    found.append((change, target, plan))
-        return found
 
     def _index_overrun(self, state: KeyState) -> None:
         """Let the overrun pass (jobs/overrun_pass.py) find the change while it may overrun."""

@@ -3,7 +3,7 @@ repairs, and what `bridge reconcile --dry-run` prints, without queueing or writi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ..bigpanda.client import BigPandaClient
@@ -12,7 +12,7 @@ from ..state.ledger import KeyState
 from ..state.store import Store
 from .decision import decide_plan
 from .diff import differing_fields
-from .ownership import Owner, change_of
+from .ownership import Owner, our_live_plans
 
 
 @dataclass(frozen=True)
@@ -103,32 +103,35 @@ def find_drift(
         remembered_ids |= {plan.id for plan in state.plans.values()}
         if progress:
             progress(change)
-    unremembered = list(unremembered_plans(listed, remembered_ids, instance))
-    report.unremembered = len(unremembered)
-    if store.ledger_intact():  # as the sweep: without it, no plan is known to be unremembered
-        report.repairs += [orphan.repair() for orphan in find_orphans(store, unremembered, now)]
+    report.unremembered = len(unremembered_plans(listed, remembered_ids, instance))
+    orphans = find_orphans(store, listed, remembered_ids, instance, now)
+    report.repairs += [orphan.repair() for orphan in orphans]
     return report
 
 
 def unremembered_plans(
     listed: Listing, remembered_ids: set[str], instance: str
-) -> Iterator[tuple[ChangeRef, Plan]]:
+) -> list[tuple[ChangeRef, Plan]]:
     """Live plans with this instance's mark whose ids the ledger does not hold, by change."""
-    for plans in listed.values():
-        for plan in plans.values():
-            change = change_of(plan, instance)
-            if plan.status != "ended" and plan.id not in remembered_ids and change is not None:
-                yield change, plan
+    plans = {target: found.values() for target, found in listed.items()}
+    return [
+        (change, plan)
+        for change, _, plan in our_live_plans(plans, instance)
+        if plan.id not in remembered_ids
+    ]
 
 
 def find_orphans(
-    store: Store, unremembered: Iterable[tuple[ChangeRef, Plan]], now: float
+    store: Store, listed: Listing, remembered_ids: set[str], instance: str, now: float
 ) -> list[Orphan]:
     """The unremembered marked plans whose change wants none of them: no longer remembered,
     forgotten over the retention period ago, or remembered wanting no such plan. A plan a
-    reconcile is about to find (a create of unknown outcome, a forget since) is left to it."""
+    reconcile is about to find (a create of unknown outcome, a forget since) is left to it; and
+    none while the ledger marker is missing, as every plan looks unremembered until its rebuild."""
+    if not store.ledger_intact():
+        return []
     orphans = []
-    for change, plan in unremembered:
+    for change, plan in unremembered_plans(listed, remembered_ids, instance):
         why = _orphaned(store.state(change), store.forgotten_at(change), plan, now)
         if why:
             orphans.append(Orphan(change, plan, why))

@@ -7,6 +7,7 @@ its own instance's and source's mark, or that it adopted on request (see converg
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 
 from ..model import OWNER_TAG, ChangeRef, DesiredPlan, Plan, change_key_of
@@ -60,3 +61,15 @@ def change_of(plan: Plan, instance: str) -> ChangeRef | None:
     if bridge != BRIDGE_NAME or mark_instance != instance or not source:
         return None
     return ChangeRef(source, change_key_of(plan.maintenance_key))
+
+
+def our_live_plans(
+    listing: Mapping[str | None, Iterable[Plan]], instance: str
+) -> Iterator[tuple[ChangeRef, str | None, Plan]]:
+    """The live plans of a listing (by organization) that carry this instance's mark, with
+    their change and organization: all that a ledger rebuild or an orphan search may take."""
+    for target, plans in listing.items():
+        for plan in plans:
+            change = change_of(plan, instance)
+            if change is not None and plan.status != "ended":
+                yield change, target, plan

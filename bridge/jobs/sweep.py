@@ -21,7 +21,6 @@ from ..engine.drift import (
     check_change,
     find_orphans,
     list_plans,
-    unremembered_plans,
 )
 from ..model import ChangeRef, plans_of
 from ..state.ledger import KeyState
@@ -66,12 +65,10 @@ def sweep(
         remembered_ids |= _sweep_change(store, queue, change, listed, instance, now, counts)
         if progress:
             progress(change.id)
-    if store.ledger_intact():  # else every plan looks unremembered until the ledger's rebuild
-        unremembered = unremembered_plans(listed, remembered_ids, instance)
-        for orphan in find_orphans(store, unremembered, now):
-            store.take_orphan(orphan.change, orphan.why)
-            counts.orphans += 1
-            _request(store, queue, orphan.change, counts)
+    for orphan in find_orphans(store, listed, remembered_ids, instance, now):
+        store.take_orphan(orphan.change, orphan.why)
+        counts.orphans += 1
+        _request(store, queue, orphan.change, counts)
     return counts
 
 
