@@ -17,11 +17,11 @@ from .bigpanda.sandbox import create_sandbox
 from .config import Settings
 from .errors import BridgeError, ConfigError, FieldError, PayloadTooLarge, QueueUnavailable
 from .itsm.sandbox import create_itsm_sandbox
-from .jobs.queue import queue_of
+from .jobs.queue import queue_of, store_of
 from .logs import event
 from .mapping.loader import load_mappings
 from .ops import admin
-from .state.store import Store, connect
+from .state.store import connect
 from .web import metrics, openapi, webhooks
 from .web.runtime import Runtime
 
@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
     queue = queue_of(redis)
     app = Flask("bridge")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.extensions["bridge"] = Runtime(settings, redis, Store(redis), queue, mappings)
+    app.extensions["bridge"] = Runtime(settings, redis, store_of(redis), queue, mappings)
     app.register_blueprint(webhooks.blueprint)
     app.register_blueprint(health)
     app.register_blueprint(metrics.blueprint)

@@ -27,7 +27,7 @@ from bridge.bigpanda.organizations import build_clients
 from bridge.bigpanda.sandbox import create_sandbox
 from bridge.config import Settings
 from bridge.jobs import tasks as jobs
-from bridge.jobs.queue import notes_queue_of, queue_of
+from bridge.jobs.queue import notes_queue_of, queue_of, store_of
 
 PAYLOADS = Path(__file__).parent / "payloads"
 SANDBOX_TOKEN = "sandbox-test-token"
@@ -55,7 +55,11 @@ class RecordedBigPanda:
             headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"},
             timeout=5,
         )
-        return [] if answer.status_code == 204 else answer.json()
+        if answer.status_code == 204:
+            return []
+        plans = answer.json()
+        assert answer.status_code == 200 and isinstance(plans, list), (answer.status_code, plans)
+        return plans
 
 
 @contextmanager
@@ -150,12 +154,11 @@ def sweep_now(redis: Redis, settings: Settings):
     """One drift sweep, as `bridge reconcile` runs it: one listing, repairs queued."""
     from bridge.jobs.sweep import sweep
     from bridge.mapping.loader import load_mappings
-    from bridge.state.store import Store
 
     mappings = load_mappings(settings.mappings_dir, settings.secrets, settings.sources)
     clients = build_clients(settings, mappings, redis)
     queue = queue_of(redis)
-    return sweep(Store(redis), queue, clients, settings.instance, time.time())
+    return sweep(store_of(redis), queue, clients, settings.instance, time.time())
 
 
 def queued_jobs(redis: Redis) -> int:

@@ -58,7 +58,7 @@ from rq.serializers import JSONSerializer
 
 from bridge.app import create_app
 from bridge.config import RATE_PERIOD_SECONDS, Settings
-from bridge.jobs.queue import QUEUE_NAME, queue_of
+from bridge.jobs.queue import QUEUE_NAME, queue_of, store_of
 from bridge.model import ChangeRef
 from bridge.state.store import Store, connect
 
@@ -409,7 +409,7 @@ def test_shuffled_duplicated_bursty_events_against_faults_end_in_the_newest_plan
     target(float(len(bigpanda.arrivals)), label="BigPanda requests")  # seek busier stories
     assert set(answers) <= {200, 202}, answers
     assert failed_jobs(redis_conn) == []
-    assert_invariant(bigpanda, Store(redis_conn), newest(versions))
+    assert_invariant(bigpanda, store_of(redis_conn), newest(versions))
 
 
 # --- 2. several real worker processes, one burst, faults on ---------------------------------
@@ -526,7 +526,7 @@ def test_three_worker_processes_one_killed_converge_a_burst_against_faults(
                 if killed is not None:
                     kill(killed[0])  # mid-job: its reconcile must run again, elsewhere
         assert killed is not None, "no worker was ever seen busy"
-        store = Store(redis_conn)
+        store = store_of(redis_conn)
         wanted = newest(versions)
 
         took = wait_until(
@@ -644,7 +644,7 @@ def test_redis_killed_while_retries_wait_then_restarted_loses_nothing_and_the_wo
         web,
         worker,
     ):
-        store = Store(connect(own_redis.url))
+        store = store_of(connect(own_redis.url))
         queue = queue_of(store.redis)
         assert [send(web, v).status_code for v in (a, b)] == [202, 202]
         # One create got a 503 and its job waits for a retry (in ~2 s); the other key has its
@@ -712,7 +712,7 @@ def test_redis_killed_while_the_worker_is_busy_then_restarted_the_same_worker_re
         answers = [send(web, version).status_code for version in rest]  # rest[0]: resent
         assert set(answers) <= {200, 202}
         converge_after_restart(
-            bigpanda, Store(connect(own_redis.url)), newest(first + rest), worker
+            bigpanda, store_of(connect(own_redis.url)), newest(first + rest), worker
         )
 
 
@@ -767,7 +767,7 @@ def test_redis_flushed_rebuilds_the_ledger_from_one_listing_and_updates_the_exis
             (202, "upsert"),
         ]
         wanted = {v.key: v for v in (updated, canceled, before[2])}
-        assert_invariant(bigpanda, Store(bridge), wanted, foreign)
+        assert_invariant(bigpanda, store_of(bridge), wanted, foreign)
         live = bigpanda.live_by_key()
         assert [p["id"] for p in live[updated.key]] == [ids[updated.key]]  # updated, not new
         assert [p["id"] for p in live[before[2].key]] == [ids[before[2].key]]

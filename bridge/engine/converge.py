@@ -1,4 +1,4 @@
-"""Carry out a reconcile of one change: decide (diff.py) from what the bridge last wrote,
+"""Carry out a reconcile of one change: decide (decision.py) from what the bridge last wrote,
 call BigPanda, remember what it wrote.
 
 Minimum calls: the ledger keeps each plan as the bridge last wrote it, so a reconcile decides

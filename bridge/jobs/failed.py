@@ -1,4 +1,5 @@
-"""Failed reconcile jobs in RQ: list them with BigPanda's message, put one or all back to work."""
+"""Failed jobs in RQ (reconciles and notes): list them with the remote service's message, put one or
+all back to work."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from rq.serializers import JSONSerializer
 from ..errors import PermanentError, TransientError
 from ..model import ChangeRef
 from ..state.store import Store
-from .queue import NOTES_QUEUE_NAME, QUEUE_NAME, RECONCILE, RETRY_INTERVALS, WRITE_NOTE
+from .queue import NOTES_QUEUE_NAME, QUEUE_NAME, RECONCILE, RETRY_INTERVALS, WRITE_NOTE, store_of
 
 # What a reconcile records in the key's history each time a run of it fails.
 FAILED_RUN_EVENTS = frozenset({"retrying", "failed", "note_failed"})
@@ -63,7 +64,7 @@ def list_failed(connection: Redis) -> list[FailedJob]:
         job_id for registry in failed_registries(connection) for job_id in registry.get_job_ids()
     ]
     found = Job.fetch_many(ids, connection=connection, serializer=JSONSerializer)
-    store = Store(connection)
+    store = store_of(connection)
     failed = [_describe(job, store) for job in found if job is not None and _is_ours(job)]
     oldest = datetime.min.replace(tzinfo=UTC)
     return sorted(failed, key=lambda job: job.failed_at or oldest, reverse=True)

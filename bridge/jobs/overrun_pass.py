@@ -11,7 +11,7 @@ from rq import Queue
 from ..engine.overrun import next_end
 from ..model import ChangeRef, DesiredPlan, plans_of
 from ..state.store import PREFIX, Store
-from .queue import request_reconcile
+from .queue import request_reconcile, store_of
 
 # The pass looks at plans ending within this (any rule's `near` is shorter).
 HORIZON_SECONDS = 24 * 3600
@@ -50,4 +50,4 @@ def run_pass_once(connection: Redis, queue: Queue, now: float, every: int = 30) 
     """The pass, unless another worker ran it within `every` seconds (None then)."""
     if not connection.set(PASS_LOCK, "1", nx=True, ex=every):
         return None
-    return extend_overruns(Store(connection), queue, now)
+    return extend_overruns(store_of(connection), queue, now)

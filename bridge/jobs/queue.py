@@ -15,7 +15,6 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from redis import Redis
 from redis.exceptions import RedisError, WatchError
@@ -28,9 +27,7 @@ from rq.serializers import JSONSerializer
 
 from ..model import ChangeRef
 from ..state.ledger import IngestResult
-
-if TYPE_CHECKING:  # the store imports this module for RQ's job key prefix
-    from ..state.store import Store
+from ..state.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +71,10 @@ def new_job_id(change: ChangeRef) -> str:
     return f"reconcile-{change.source}-{slug}-{uuid.uuid4().hex[:12]}"
 
 
-def job_key_prefix() -> str:
-    """What RQ puts before a job's id to name its hash (the ingest script asks whether the
-    pending job has been written)."""
-    return Job.key_for("")
+def store_of(connection: Redis) -> Store:
+    """The store on `connection`, told what RQ puts before a job's id to name its hash (the
+    ingest script asks whether the pending job has been written)."""
+    return Store(connection, Job.key_for(""))
 
 
 def request_reconcile(store: Store, queue: Queue, change: ChangeRef) -> IngestResult:
@@ -128,7 +125,7 @@ def job_counts(queue: Queue) -> dict[str, int]:
 
 def oldest_queued_seconds(queue: Queue) -> float:
     """How long the job at the head of the queue has waited (0: none waits)."""
-    ids = queue.get_job_ids(0, 0)
+    ids = queue.get_job_ids(0, 1)  # offset, length (RQ 3: a length of 0 is an empty list)
     job = queue.fetch_job(ids[0]) if ids else None
     enqueued = job.enqueued_at if job is not None else None
     if enqueued is None:
@@ -197,8 +194,9 @@ class SchedulerLockWatch:
     (the hosts' clocks may disagree): its holder sets it back to the full TTL every second, so a
     TTL that fell by all the time between two of our looks was not refreshed in that time."""
 
-    def __init__(self) -> None:
-        self._seen: tuple[bytes, int, float] | None = None  # holder, TTL (ms), when (monotonic)
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock  # tests pass their own, so that they need not wait through the silence
+        self._seen: tuple[bytes, int, float] | None = None  # holder, TTL (ms), when (clock)
 
     def release_if_dead(self, connection: Redis) -> bool:
         """True if it freed the lock. Best effort: a Redis error is logged and waits for the next
@@ -211,7 +209,7 @@ class SchedulerLockWatch:
             return False
 
     def _release_if_dead(self, connection: Redis) -> bool:
-        seen, now = self._seen, time.monotonic()
+        seen, now = self._seen, self._clock()
         if seen is not None and now - seen[2] < SCHEDULER_SILENCE_SECONDS:
             return False  # too soon to tell: the next look compares with that earlier one
         key = RQScheduler.get_locking_key(QUEUE_NAME)

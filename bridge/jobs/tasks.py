@@ -31,7 +31,7 @@ from ..model import ChangeRef
 from ..state import histograms
 from ..state.keylock import fence_of, key_lock
 from ..state.store import STATS, Store
-from .queue import enqueue_note, honour_retry_after
+from .queue import enqueue_note, honour_retry_after, store_of
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def reconcile_change(source: str, maintenance_key: str) -> str:
         configure(Settings.from_env(), None, job.connection)
     assert _context is not None
     change = ChangeRef(source, maintenance_key)
-    store = Store(job.connection)
+    store = store_of(job.connection)
     accepted = store.claim(change, job.id)
     with key_lock(job.connection, job.id, change) as lock:
         reconciler = ChangeConverger(
@@ -155,7 +155,7 @@ def write_note(source: str, maintenance_key: str, event_id: str, record: str, te
     if _context is None:
         configure(Settings.from_env(), None, job.connection)
     assert _context is not None
-    change, store = ChangeRef(source, maintenance_key), Store(job.connection)
+    change, store = ChangeRef(source, maintenance_key), store_of(job.connection)
     client = _context.notes.get(source)
     if client is None:
         return "write-back is not configured for this source any more"

@@ -15,8 +15,7 @@ from marshmallow import ValidationError
 from ..errors import ConfigError
 from ..sources import PARSERS, Parser
 from ..sources.servicenow_display import DisplayValues
-from ..web.auth import Verifier
-from .auth_entries import verifiers_of
+from .auth_entries import Verifier, verifiers_of
 from .condition import DEFAULT_CLASS, ConditionRule
 from .dates import DateSpec
 from .filters import Filter

@@ -13,8 +13,9 @@ from flask import Blueprint, abort, current_app, g, request
 
 from ..errors import AuthError, BadPayload
 from ..jobs import failed as failed_jobs
+from ..mapping.auth_entries import Verifier
 from ..model import ChangeRef, NoPlan, plans_of
-from ..web.auth import Verifier
+from ..web.auth import accepts
 from ..web.runtime import Runtime
 from .story import story
 
@@ -30,7 +31,7 @@ def require_admin_token() -> None:
     """401 unless the request carries the admin token (compared in constant time)."""
     expected = _runtime().settings.admin_token
     bearer = Verifier(kind="bearer", secrets=((expected or "").encode(),))
-    if not expected or not bearer.accepts(request.headers, b""):
+    if not expected or not accepts(bearer, request.headers, b""):
         raise AuthError(
             "missing or wrong admin token: send Authorization: Bearer <BRIDGE_ADMIN_TOKEN>"
         )

@@ -19,12 +19,12 @@ from ..engine.drift import find_drift
 from ..errors import BadPayload, ConfigError, FieldError
 from ..jobs import failed as failed_jobs
 from ..jobs import tasks as jobs
-from ..jobs.queue import queue_of
+from ..jobs.queue import queue_of, store_of
 from ..jobs.sweep import sweep
 from ..jobs.worker import run_worker
 from ..mapping.loader import check_mappings, load_mappings
 from ..model import ChangeRef
-from ..state.store import Store, connect
+from ..state.store import connect
 from ..web import strict_json
 from ..web.preview import preview
 from .story import story
@@ -78,7 +78,7 @@ def reconcile_command(every: int | None, dry_run: bool) -> None:
     if dry_run and every is not None:
         raise click.UsageError("--dry-run runs once: leave out --every")
     settings, connection, clients = _bigpanda_clients()
-    store = Store(connection)
+    store = store_of(connection)
     while True:
         click.echo("listing BigPanda's plans...", err=True)
         with click.progressbar(length=store.count_changes(), label="comparing changes") as bar:
@@ -121,7 +121,7 @@ def show_command(source: str, key: str, as_json: bool) -> None:
     if not settings.redis_url:
         _exit("cannot start: REDIS_URL is not set")
     connection = connect(settings.redis_url, settings.redis_verify_tls)
-    store = Store(connection)
+    store = store_of(connection)
     change = ChangeRef(source, key)
     if not store.is_known(change):
         _exit(f"no change {key!r} of source {source!r} is known")
@@ -149,7 +149,7 @@ def _story_clients(settings: Settings, connection) -> tuple[dict | None, str]:
 def forget_command(source: str, key: str, yes: bool) -> None:
     """Drop the bridge's memory of one change (version, plan ids, history); BigPanda is not
     called, its plans stay as they are. The next webhook of the change starts afresh."""
-    store = Store(_redis())
+    store = store_of(_redis())
     change = ChangeRef(source, key)
     if not store.is_known(change):
         _exit(f"no change {key!r} of source {source!r} is known")

@@ -18,7 +18,6 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from ..errors import jump_refused
-from ..jobs.queue import job_key_prefix
 from ..logs import event as log_event
 from ..model import ChangeRef, Decision, NoPlan, Plan, body_of
 from . import histograms
@@ -44,12 +43,14 @@ HISTORY_LENGTH = 50
 class Store:
     """The bridge's memory in Redis; every method is one or two round trips."""
 
-    def __init__(self, redis: Redis):
+    def __init__(self, redis: Redis, job_prefix: str):
+        """`job_prefix`: what the queue puts before a job's id to name its hash (the ingest
+        script asks whether the pending job has been written); jobs.queue.store_of knows it."""
         self.redis = redis
         self._ingest = redis.register_script(INGEST)
         self._claim = redis.register_script(CLAIM)
         self._request = redis.register_script(REQUEST)
-        self._job_prefix = job_key_prefix()
+        self._job_prefix = job_prefix
 
     def ingest(
         self,

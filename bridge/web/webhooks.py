@@ -27,7 +27,7 @@ from ..mapping.rules import evaluate
 from ..model import Change, ChangeRef, Decision, NoPlan, SplitPlan
 from . import strict_json
 from .answer import webhook_answer
-from .auth import authenticate
+from .auth import attempted, authenticate
 from .preview import preview
 from .runtime import Runtime
 
@@ -88,7 +88,7 @@ def _payload(mapping: SourceMapping) -> dict[str, Any]:
     """Checked in SPEC's order: size (by Flask's limit), credentials, media type, JSON object."""
     body = request.get_data(cache=True)
     if not authenticate(mapping.verifiers, request.headers, body):
-        tried = [v.kind for v in mapping.verifiers if v.attempted(request.headers)] or ["none"]
+        tried = [v.kind for v in mapping.verifiers if attempted(v, request.headers)] or ["none"]
         log.warning("authentication failed: source=%s remote=%s tried=%s", mapping.source,
                     request.remote_addr, ",".join(tried))  # fmt: skip
         raise AuthError("missing or wrong credentials")

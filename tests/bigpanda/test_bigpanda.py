@@ -340,7 +340,7 @@ def test_each_call_is_one_log_line_with_method_status_and_duration(bigpanda, cli
     (record,) = [r for r in caplog.records if r.name == "bridge.bigpanda.client"]
     assert record.getMessage() == "bigpanda call"
     fields = dict(record.fields)
-    assert fields.pop("duration_ms") >= 0
+    assert 0 < float(fields.pop("duration_ms")) < 5000  # a measured call, in milliseconds
     assert fields == {"method": "POST", "path": f"{PLANS}/p1/stop", "status": "204"}
     assert TOKEN not in caplog.text
 
@@ -358,7 +358,8 @@ def test_an_observer_sees_each_call_and_each_network_error(bigpanda):
         ("POST", "201"),
         ("GET", "ReadTimeout"),
     ]
-    assert all(seconds >= 0 for _, _, seconds in seen)
+    assert seen[0][2] < 1.0  # the create, answered at once
+    assert seen[1][2] >= 0.2  # the read that timed out took its whole read timeout
 
 
 def test_the_client_never_retries(bigpanda, client):

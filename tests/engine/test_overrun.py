@@ -15,10 +15,9 @@ from bridge_harness import SERVICENOW_TOKEN, run_worker, servicenow_payload
 from bridge.app import create_app
 from bridge.engine.overrun import next_end
 from bridge.jobs.overrun_pass import extend_overruns, run_pass_once
-from bridge.jobs.queue import queue_of
+from bridge.jobs.queue import queue_of, store_of
 from bridge.mapping.loader import load_mappings
 from bridge.model import ChangeRef
-from bridge.state.store import Store
 
 MAPPINGS = Path(__file__).parent.parent.parent / "mappings"
 AUTH = {"Authorization": f"Bearer {SERVICENOW_TOKEN}"}
@@ -76,7 +75,7 @@ def test_an_overrunning_change_is_extended_step_by_step_to_the_cap_then_ended_by
     following, bigpanda, redis_conn
 ):
     settings, web = following
-    store, queue = Store(redis_conn), queue_of(redis_conn)
+    store, queue = store_of(redis_conn), queue_of(redis_conn)
     payload = implementing(timedelta(minutes=5))
     assert web.post("/webhooks/servicenow", json=payload, headers=AUTH).status_code == 202
     run_worker(redis_conn, settings)
@@ -110,7 +109,7 @@ def test_an_overrunning_change_is_extended_step_by_step_to_the_cap_then_ended_by
 
 def test_a_new_planned_end_from_the_sender_replaces_the_extension(following, bigpanda, redis_conn):
     settings, web = following
-    store, queue = Store(redis_conn), queue_of(redis_conn)
+    store, queue = store_of(redis_conn), queue_of(redis_conn)
     payload = implementing(timedelta(minutes=5))
     web.post("/webhooks/servicenow", json=payload, headers=AUTH)
     run_worker(redis_conn, settings)
@@ -134,7 +133,7 @@ def test_a_change_outside_the_overrun_states_is_never_extended(following, bigpan
     run_worker(redis_conn, settings)
     planned_end = bigpanda.plans()[0]["end"]
 
-    assert extend_overruns(Store(redis_conn), queue_of(redis_conn), planned_end - 300) == 0
+    assert extend_overruns(store_of(redis_conn), queue_of(redis_conn), planned_end - 300) == 0
     assert bigpanda.plans()[0]["end"] == planned_end
 
 

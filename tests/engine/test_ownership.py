@@ -44,8 +44,8 @@ from redis import Redis
 
 from bridge.app import create_app
 from bridge.errors import TransientError
+from bridge.jobs.queue import store_of
 from bridge.model import ChangeRef
-from bridge.state.store import Store
 
 PLANS = "/resources/v2.0/maintenance-plans"
 KEY = "CHG0030412"  # the sample change's number
@@ -175,7 +175,7 @@ def test_a_first_deploy_sweeps_and_flushes_touch_no_foreign_plan(
     [again] = ours(bigpanda)
     assert again["id"] == plan["id"]  # recovered after the flush, not created twice
     assert again["end"] == plan["end"] + 1800
-    known = {change.key for change in Store(redis_conn).known_changes()}
+    known = {change.key for change in store_of(redis_conn).known_changes()}
     assert known == {KEY}  # HAND-1 and FREEZE-1 are not the bridge's to sweep
 
 
@@ -232,7 +232,7 @@ def test_a_plan_whose_mark_was_removed_by_hand_is_left_alone_once_a_listing_show
     work()
 
     assert writes_to(bigpanda, {"taken": plan}) == []
-    history = Store(redis_conn).history(ChangeRef("servicenow", KEY))
+    history = store_of(redis_conn).history(ChangeRef("servicenow", KEY))
     assert "not_ours" in [entry["event"] for entry in history]
 
 
@@ -315,7 +315,7 @@ def test_adoption_takes_exactly_the_unmarked_plan_a_webhook_names_and_marks_it(
     assert (plan["start"], plan["name"]) != (adopted["start"], adopted["name"])
     assert writes_to(bigpanda, foreign) == []
     unchanged(bigpanda, foreign)
-    history = Store(redis_conn).history(ChangeRef("servicenow", KEY))
+    history = store_of(redis_conn).history(ChangeRef("servicenow", KEY))
     assert "adopted" in [entry["event"] for entry in history]
 
 
@@ -345,7 +345,7 @@ def test_an_adopted_running_plan_gets_only_its_end_and_is_adopted_again_after_a_
     assert end_after_adoption != freeze["end"]
     assert ours(bigpanda, "FREEZE-1") == []  # never marked: a running plan cannot take the tag
     assert writes_to(bigpanda, foreign) == []
-    history = Store(redis_conn).history(ChangeRef("servicenow", "FREEZE-1"))
+    history = store_of(redis_conn).history(ChangeRef("servicenow", "FREEZE-1"))
     assert [entry["event"] for entry in history].count("adopted") == 1  # since the flush
 
 

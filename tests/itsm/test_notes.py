@@ -24,9 +24,8 @@ from bridge_harness import (
 from scripted_bigpanda import Reply, ScriptedBigPanda
 
 from bridge.app import create_app
-from bridge.jobs.queue import notes_queue_of
+from bridge.jobs.queue import notes_queue_of, store_of
 from bridge.model import ChangeRef
-from bridge.state.store import Store
 
 MAPPINGS = Path(__file__).parent.parent.parent / "mappings"
 AUTH = {"Authorization": f"Bearer {SERVICENOW_TOKEN}"}
@@ -92,7 +91,7 @@ def test_each_plan_event_writes_one_note_on_the_record(noting, itsm, redis_conn)
     [first] = [r for r in itsm.received if r.path == NOTE_PATH][:1]
     expected = base64.b64encode(f"bridge:{API_PASSWORD}".encode()).decode()
     assert (first.method, first.headers["Authorization"]) == ("PATCH", f"Basic {expected}")
-    history = Store(redis_conn).history(ChangeRef("servicenow", "CHG0030412"))
+    history = store_of(redis_conn).history(ChangeRef("servicenow", "CHG0030412"))
     assert [e["event"] for e in history].count("note") == 3
 
 
@@ -128,7 +127,7 @@ def test_a_note_that_fails_is_retried_until_written_and_recorded_once(noting, it
     # A 503; then a retry looks for the note first (that answer is lost); then it looks again,
     # finds none, and writes.
     assert (writes, lookups) == (["PATCH", "PATCH"], ["GET", "GET"])
-    history = Store(redis_conn).history(ChangeRef("servicenow", "CHG0030412"))
+    history = store_of(redis_conn).history(ChangeRef("servicenow", "CHG0030412"))
     assert [e["event"] for e in history].count("note") == 1
     assert [e["event"] for e in history].count("created") == 1  # the reconcile never waited
 
@@ -230,7 +229,7 @@ def test_bridge_show_lists_the_notes_with_the_other_events(noting, itsm, redis_c
     )
     run_worker(redis_conn, settings)
 
-    told = story(Store(redis_conn), None, ChangeRef("servicenow", "CHG0030412"))
+    told = story(store_of(redis_conn), None, ChangeRef("servicenow", "CHG0030412"))
     events = [event["event"] for event in told.to_json()["events"]]
     assert events.index("received") < events.index("created") < events.index("note")
     assert any("note" in line and SYS_ID in line for line in told.lines())

@@ -14,7 +14,7 @@ from rq.serializers import JSONSerializer
 from scripted_bigpanda import ScriptedBigPanda
 
 from bridge.engine.ownership import Owner
-from bridge.jobs.queue import RETRY_INTERVALS, new_job_id, queue_marked, queue_of
+from bridge.jobs.queue import RETRY_INTERVALS, new_job_id, queue_marked, queue_of, store_of
 from bridge.model import ChangeRef, DesiredPlan, NoPlan
 from bridge.state.ledger import RememberedPlan
 from bridge.state.store import LEDGER_MARKER, Store
@@ -33,7 +33,7 @@ def bigpanda():
 @pytest.fixture
 def store(redis_conn):
     redis_conn.set(LEDGER_MARKER, 1)  # the ledger is known: no listing unless the job needs one
-    return Store(redis_conn)
+    return store_of(redis_conn)
 
 
 @pytest.fixture

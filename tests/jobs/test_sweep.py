@@ -20,11 +20,10 @@ from click.testing import CliRunner
 from rq import Queue
 
 from bridge.app import create_app
-from bridge.jobs.queue import enqueue_reconcile, new_job_id, queue_of
+from bridge.jobs.queue import enqueue_reconcile, new_job_id, queue_of, store_of
 from bridge.jobs.sweep import RETENTION_SECONDS
 from bridge.model import ChangeRef
 from bridge.ops.cli import main
-from bridge.state.store import Store
 
 KEY = "CHG0030412"
 MAPPINGS = Path(__file__).parent.parent.parent / "mappings"
@@ -119,7 +118,7 @@ def test_a_listing_older_than_the_ledger_does_not_undo_a_newer_plan(
     under a new id: the repair must not act on the old observation (no second plan)."""
     sandbox("DELETE", bigpanda, f"{PLANS}/{planned['id']}")
     sweep_now(redis_conn, settings)  # observed: gone; a repair is queued
-    store = Store(redis_conn)
+    store = store_of(redis_conn)
     change = ChangeRef("servicenow", KEY)
     run_worker(redis_conn, settings)  # the repair creates the plan again
     [again] = bigpanda.plans()
@@ -132,7 +131,7 @@ def test_a_listing_older_than_the_ledger_does_not_undo_a_newer_plan(
 
 
 def test_keys_with_nothing_to_manage_expire_after_the_retention(redis_conn, settings):
-    store = Store(redis_conn)
+    store = store_of(redis_conn)
     old, new = ChangeRef("servicenow", "CHG-OLD"), ChangeRef("jira", "CHG-NEW")
     redis_conn.sadd("bridge:changes", old.id, new.id)
     entry = json.dumps({"at": int(time.time()) - RETENTION_SECONDS - 60, "event": "deleted"})

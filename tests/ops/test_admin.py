@@ -17,10 +17,10 @@ from rq.serializers import JSONSerializer
 from scripted_bigpanda import ScriptedBigPanda
 
 from bridge.app import create_app
-from bridge.jobs.queue import RETRY_INTERVALS, new_job_id, queue_of
+from bridge.jobs.queue import RETRY_INTERVALS, new_job_id, queue_of, store_of
 from bridge.model import ChangeRef, NoPlan
 from bridge.ops.cli import main
-from bridge.state.store import LEDGER_MARKER, Store
+from bridge.state.store import LEDGER_MARKER
 
 ADMIN_TOKEN = "admin-test-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -130,7 +130,7 @@ def ingest_no_plan(
 ) -> None:
     queue_of(redis_conn)
     change = ChangeRef(source, key)
-    Store(redis_conn).ingest(change, NoPlan(key, reason), version, new_job_id(change), {})
+    store_of(redis_conn).ingest(change, NoPlan(key, reason), version, new_job_id(change), {})
 
 
 def test_a_change_key_with_slash_hash_and_space_is_found_and_its_no_plan_shown(web, redis_conn):
@@ -203,7 +203,7 @@ def test_requeue_runs_the_job_again_and_the_plan_is_remembered(
     bigpanda.reply(201, created("p-9"))
     work()
 
-    assert Store(redis_conn).state(ChangeRef("servicenow", KEY)).plans[KEY].id == "p-9"
+    assert store_of(redis_conn).state(ChangeRef("servicenow", KEY)).plans[KEY].id == "p-9"
     assert queue.fetch_job(job_id).get_status() == JobStatus.FINISHED
     assert web.get("/api/jobs/failed", headers=ADMIN).json == {"count": 0, "jobs": []}
 
@@ -395,12 +395,12 @@ def test_cli_forget_says_what_it_drops_and_asks_first(redis_url, redis_conn):
     refused = CliRunner().invoke(main, ["forget", "servicenow", "CHG-1"], input="n\n", env=env)
     assert refused.exit_code == 1
     assert "version seen: [7]" in refused.stdout
-    assert Store(redis_conn).is_known(change)
+    assert store_of(redis_conn).is_known(change)
 
     done = CliRunner().invoke(main, ["forget", "servicenow", "CHG-1", "--yes"], env=env)
     assert done.exit_code == 0, done.output
     assert done.stdout.splitlines()[-1] == "forgot servicenow CHG-1"
-    assert not Store(redis_conn).is_known(change)
+    assert not store_of(redis_conn).is_known(change)
     assert redis_conn.keys("bridge:*change*CHG-1*") == []
 
 

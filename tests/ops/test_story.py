@@ -13,10 +13,10 @@ from click.testing import CliRunner
 
 from bridge.app import create_app
 from bridge.engine.ownership import Owner
+from bridge.jobs.queue import store_of
 from bridge.model import ChangeRef
 from bridge.ops.cli import main
 from bridge.ops.story import story
-from bridge.state.store import Store
 
 KEY = "CHG0030412"
 CHANGE = ChangeRef("servicenow", KEY)
@@ -221,7 +221,7 @@ def test_when_bigpanda_cannot_be_reached_the_story_still_shows_and_says_so(web, 
 
 def test_worker_outcomes_are_told_and_untrusted_text_is_quoted(redis_conn, web):
     send(web, servicenow_payload(SCHEDULED))
-    store = Store(redis_conn)
+    store = store_of(redis_conn)
     store.record(CHANGE, "retrying", job="reconcile-1", status=503, error="busy\x1b[2J")
     store.record(CHANGE, "failed", job="reconcile-1", status=0, error="timed out")
     store.record(CHANGE, "warning", plan_key=KEY, message="2 plans\ncarry this key")

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from bridge.errors import InvalidChange
-from bridge.jobs.queue import new_job_id, queue_marked, queue_of
+from bridge.jobs.queue import new_job_id, queue_marked, queue_of, store_of
 from bridge.mapping.extract import read_change
 from bridge.mapping.loader import SourceMapping, load_mappings
 from bridge.mapping.rules import decide
@@ -229,13 +229,13 @@ def ingest_like_the_webhook(redis_conn, mapping: SourceMapping, raw: dict) -> st
     decision = decide(mapping, change, NOW)
     queue = queue_of(redis_conn)
     ref = ChangeRef(mapping.source, decision.maintenance_key)
-    result = Store(redis_conn).ingest(ref, decision, change.version, new_job_id(ref), {})
+    result = store_of(redis_conn).ingest(ref, decision, change.version, new_job_id(ref), {})
     queue_marked(queue, ref, result)
     return result.verdict
 
 
 def test_on_an_empty_store_a_new_plan_would_be_accepted(mappings, redis_conn):
-    result = preview_of(mappings, "servicenow", "servicenow_change_scheduled", Store(redis_conn))
+    result = preview_of(mappings, "servicenow", "servicenow_change_scheduled", store_of(redis_conn))
     assert result["answer"] == "accepted"
     assert redis_conn.keys("bridge:*") == []  # a preview stores nothing
 
@@ -243,7 +243,7 @@ def test_on_an_empty_store_a_new_plan_would_be_accepted(mappings, redis_conn):
 def test_the_same_event_again_would_be_a_duplicate(mappings, redis_conn):
     raw = sample("servicenow", "servicenow_change_scheduled")
     assert ingest_like_the_webhook(redis_conn, mappings["servicenow"], raw) == "enqueue"
-    result = preview_of(mappings, "servicenow", "servicenow_change_scheduled", Store(redis_conn))
+    result = preview_of(mappings, "servicenow", "servicenow_change_scheduled", store_of(redis_conn))
     assert result["answer"] == "ignored: duplicate"
     # and the webhook agrees when the event does come again
     assert ingest_like_the_webhook(redis_conn, mappings["servicenow"], raw) == "duplicate"
@@ -252,7 +252,7 @@ def test_the_same_event_again_would_be_a_duplicate(mappings, redis_conn):
 def test_an_older_event_than_the_newest_seen_would_be_stale(mappings, redis_conn):
     newer = sample("servicenow", "servicenow_change_rescheduled")  # sys_mod_count 12
     ingest_like_the_webhook(redis_conn, mappings["servicenow"], newer)
-    result = preview_of(mappings, "servicenow", "servicenow_change_scheduled", Store(redis_conn))
+    result = preview_of(mappings, "servicenow", "servicenow_change_scheduled", store_of(redis_conn))
     assert result["answer"] == "ignored: stale"  # 9 < 12
 
 
@@ -260,12 +260,12 @@ def test_the_same_version_with_another_plan_would_be_accepted(mappings, redis_co
     raw = sample("servicenow", "servicenow_change_scheduled")
     ingest_like_the_webhook(redis_conn, mappings["servicenow"], raw)
     raw["short_description"] = "Renamed without touching the system fields"
-    result = preview(mappings["servicenow"], raw, NOW, Store(redis_conn))
+    result = preview(mappings["servicenow"], raw, NOW, store_of(redis_conn))
     assert result["answer"] == "accepted"
 
 
 def test_no_plan_for_a_key_with_no_plan_would_be_ignored_with_its_reason(mappings, redis_conn):
-    store = Store(redis_conn)
+    store = store_of(redis_conn)
     # Without the ledger marker the bridge cannot know it has no plan: it must look.
     result = preview_of(mappings, "servicenow", "servicenow_change_canceled", store)
     assert result["answer"] == "accepted"
@@ -430,7 +430,7 @@ def test_preview_with_a_broken_folder_says_so_in_one_line(tmp_path):
 
 def test_preview_and_webhook_agree_when_a_job_is_pending(mappings, redis_conn):
     """One verdict, one place: the preview runs the ingest script itself, writing nothing."""
-    store = Store(redis_conn)
+    store = store_of(redis_conn)
     redis_conn.set(LEDGER_MARKER, 1)
     scheduled = sample("servicenow", "servicenow_change_scheduled")
     assert ingest_like_the_webhook(redis_conn, mappings["servicenow"], scheduled) == "enqueue"
