@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
+from .config import insecure_url
 from .errors import ConfigError, PermanentError, TransientError
 from .logs import event
 
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from .state.ratelimit import RateLimiter
 
 USER_AGENT = "maintenance-bridge/0.1 (BigPanda maintenance plans bridge)"
-LOOPBACK_NAMES = frozenset({"localhost", "::1"})
 MAX_ERROR_TEXT = 200
 # Failures of the connection that a later attempt may not meet; anything else (a malformed URL,
 # a body requests cannot send) will fail the same way again.
@@ -106,9 +106,7 @@ class RemoteAPI:
 
 def checked_base(service: str, base_url: str) -> str:
     """A service's base URL: https, except on this machine (the sandboxes, tests)."""
-    parts = urlsplit(base_url)
-    local = parts.hostname in LOOPBACK_NAMES or (parts.hostname or "").startswith("127.")
-    if parts.scheme != "https" and not (parts.scheme == "http" and local):
+    if insecure_url(base_url):
         raise ConfigError(
             f"{service} URL {base_url!r} must use https (plain http only on loopback)"
         )

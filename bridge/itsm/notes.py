@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 from redis import Redis
 
+from ..config import RATE_PERIOD_SECONDS
 from ..mapping.write_back import WriteBack
 from ..model import Plan
 from ..remote import RemoteAPI
@@ -110,12 +111,17 @@ def note_of(
 
 
 def note_client(
-    redis: Redis, target: WriteBack, secret: str, timeouts: tuple[float, float] = (5.0, 20.0)
+    redis: Redis,
+    target: WriteBack,
+    secret: str,
+    timeouts: tuple[float, float] = (5.0, 10.0),
+    period: float = RATE_PERIOD_SECONDS,
 ) -> NoteClient:
-    """A client paced by a limiter every worker shares, one per instance (named by a hash);
-    `timeouts`: connect and read, from the settings."""
+    """A client paced by a limiter every worker shares, one per instance (named by a hash):
+    `rate_limit` notes per `period` (a little over a second, the margin BigPanda's pace keeps
+    against uneven lateness). `timeouts`: connect and read, from the settings."""
     name = "notes-" + hashlib.sha256(target.url.encode()).hexdigest()[:16]
-    limiter = RateLimiter(redis, name, rate=target.rate_limit, period=1.0)
+    limiter = RateLimiter(redis, name, rate=target.rate_limit, period=period)
     connect, read = timeouts
     return NoteClient(target, secret, limiter, connect_timeout=connect, read_timeout=read)
 

@@ -34,6 +34,9 @@ from ..state.store import STATS, Store
 from .queue import enqueue_note, honour_retry_after, store_of
 
 log = logging.getLogger(__name__)
+# A ServiceNow or Jira that answers slowly holds the notes worker this long at most per note
+# (the note is then retried): never a reconcile, which has a worker of its own.
+NOTE_READ_TIMEOUT = 10.0
 
 
 @dataclass
@@ -80,8 +83,9 @@ def _note_clients(
         secret = settings.secrets.get(target.secret_env)
         if not secret:
             raise ConfigError(f"{mapping.path}: write_back: {target.secret_env} is not set")
-        timeouts = (settings.connect_timeout, settings.read_timeout)
-        found[mapping.source] = note_client(redis, target, secret, timeouts)
+        # A note's read timeout is short: the notes worker serves every change's notes.
+        timeouts = (settings.connect_timeout, min(settings.read_timeout, NOTE_READ_TIMEOUT))
+        found[mapping.source] = note_client(redis, target, secret, timeouts, settings.rate_period)
     return found
 
 

@@ -19,6 +19,7 @@ from marshmallow import (
     validates_schema,
 )
 
+from ..config import insecure_url
 from ..model import OWNER_TAG
 from ..sources import PARSERS
 from ..sources.servicenow_display import DATE_FORMATS, TIME_FORMATS
@@ -31,6 +32,13 @@ from .templates import compile_template
 DEFAULT_MAX_DURATION = 14 * 86400  # a change window longer than two weeks is refused (422)
 DEFAULT_MAX_JUMP = 10_000  # a version counter may move this far past the newest seen
 VERSION_KINDS = ("auto", "counter", "epoch_ms", "epoch_s", "date")
+
+
+def _https_only(url: str) -> None:
+    if insecure_url(url):
+        raise ValidationError("must use https (plain http only on loopback): credentials go there")
+
+
 NAME = validate.Regexp(r"^[a-z0-9][a-z0-9_-]*$", error="use lowercase letters, digits, - and _")
 TAG = validate.Regexp(
     r"^[a-z][a-z0-9_-]{0,63}$",
@@ -130,7 +138,7 @@ class CISourceSchema(Schema):
 
 
 class TargetSchema(Schema):
-    api_url = fields.Url(required=True, require_tld=False)
+    api_url = fields.Url(required=True, require_tld=False, validate=_https_only)
     api_key_env = fields.Str(required=True, validate=validate.Length(min=1))
 
 
@@ -252,7 +260,9 @@ class WriteBackSchema(Schema):
     """Notes on the change in the sender's system (itsm/notes.py)."""
 
     api = fields.Str(required=True, validate=validate.OneOf(["servicenow", "jira"]))
-    url = fields.Url(required=True, require_tld=False, schemes={"https", "http"})
+    url = fields.Url(
+        required=True, require_tld=False, schemes={"https", "http"}, validate=_https_only
+    )
     record = template(required=True)  # the record a note goes on: "{{ sys_id }}", "{{ key }}"
     auth = fields.Nested(WriteBackAuthSchema, required=True)
     table = fields.Str(load_default="change_request", validate=NAME)

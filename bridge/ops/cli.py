@@ -19,7 +19,7 @@ from ..engine.drift import find_drift
 from ..errors import BadPayload, ConfigError, FieldError
 from ..jobs import failed as failed_jobs
 from ..jobs import tasks as jobs
-from ..jobs.queue import queue_of, store_of
+from ..jobs.queue import WORKER_ROLES, queue_of, store_of
 from ..jobs.sweep import sweep
 from ..jobs.worker import run_worker
 from ..mapping.loader import check_mappings, load_mappings
@@ -55,7 +55,14 @@ def serve() -> None:
 
 @main.command()
 @click.option("--burst", is_flag=True, help="work until the queue is empty, then exit")
-def worker(burst: bool) -> None:
+@click.option(
+    "--role",
+    type=click.Choice(WORKER_ROLES),
+    default="all",
+    show_default=True,
+    help="all: reconciles here, notes in a child process; or one queue alone",
+)
+def worker(burst: bool, role: str) -> None:
     """An RQ worker with its scheduler (retry intervals need it). SIGTERM finishes the job."""
     settings = _settings()
     mappings = _fail_on(
@@ -63,7 +70,7 @@ def worker(burst: bool) -> None:
     )
     connection = connect(settings.redis_url, settings.redis_verify_tls)  # type: ignore[arg-type]
     _fail_on(lambda: jobs.configure(settings, mappings, connection))
-    run_worker(connection, burst=burst)
+    run_worker(connection, burst=burst, role=role)
 
 
 @main.command("reconcile")

@@ -1,13 +1,15 @@
 """JSON from strangers: what `json.loads` accepts, less what no honest sender sends.
 
 Refused with a 400 naming the problem: invalid UTF-8, `NaN`/`Infinity`, numbers of more than
-50 characters, strings over 100,000 characters, lone surrogates (`"\\ud800"`, which Redis and logs
-cannot carry), nesting deeper than 32 levels (the deepest sample payload has 6).
+50 characters or beyond a float's range (`1e999`), strings over 100,000 characters, lone
+surrogates (`"\\ud800"`, which Redis and logs cannot carry), nesting deeper than 32 levels (the
+deepest sample payload has 6).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -50,7 +52,10 @@ def _integer(text: str) -> int:
 
 def _fraction(text: str) -> float:
     _bounded(text)
-    return float(text)
+    value = float(text)
+    if math.isinf(value):  # 1e999: json.loads would read Infinity, which no JSON number is
+        raise BadPayload(f"the body holds the number {text}, too large for a float")
+    return value
 
 
 def _bounded(text: str) -> None:

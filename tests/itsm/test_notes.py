@@ -296,3 +296,29 @@ def test_a_note_whose_worker_died_after_writing_it_is_not_written_again(noting, 
     assert "sys_journal_field" in lookup[0].path and "bridge+event" in lookup[0].path
     assert notes(itsm) == [note]  # written once
     assert note.endswith("]") and "[bridge event " in note
+
+
+@pytest.mark.parametrize(
+    ("url", "refused"),
+    [
+        ("http://acme.service-now.com", True),
+        ("http://10.0.0.5:8080", True),
+        ("https://acme.service-now.com", False),
+        ("http://127.0.0.1:8080", False),  # the sandbox and the tests
+    ],
+)
+def test_a_write_back_url_must_be_https_off_this_machine(tmp_path, url, refused):
+    """The note API gets the integration's credential: the mapping check refuses plain http."""
+    from bridge.errors import ConfigError
+    from bridge.mapping.loader import load_mappings
+
+    block = (
+        f"write_back:\n  api: servicenow\n  url: {url}\n  record: '{{{{ sys_id }}}}'\n"
+        "  auth: {type: basic, username: bridge, secret_env: SN_API_PASSWORD}\n"
+    )
+    folder = with_write_back(tmp_path, "servicenow.yaml", block)
+    if refused:
+        with pytest.raises(ConfigError, match=r"write_back\.url: must use https"):
+            load_mappings(folder, None)
+    else:
+        assert load_mappings(folder, None)["servicenow"].write_back.url == url

@@ -21,6 +21,8 @@ from bridge.web.strict_json import MAX_DEPTH, loads
         (b'{"n": -Infinity}', "holds -Infinity"),
         (b'{"sys_mod_count": ' + b"1" * 401 + b"}", "a number of 401 digits"),
         (b'{"n": 1.' + b"5" * 60 + b"}", "a number of 62 digits"),
+        (b'{"n": 1e999}', "the number 1e999, too large"),
+        (b'{"n": -2E400}', "the number -2E400, too large"),
         (b'{"number": "CHG\\ud800"}', "invalid Unicode"),
         (b'{"CHG\\udfff": 1}', "invalid Unicode"),
         (b'{"n": "' + b"x" * 100_001 + b'"}', "a string of 100,001 characters"),

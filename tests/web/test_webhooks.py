@@ -11,6 +11,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+import redis
 from bridge_harness import (
     JIRA_SECRET,
     SERVICENOW_TOKEN,
@@ -21,6 +22,7 @@ from bridge_harness import (
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
+from redis import connection as redis_connection
 
 from bridge.app import create_app
 from bridge.config import Settings
@@ -318,3 +320,36 @@ def test_a_jira_issue_without_summary_still_gets_its_plan(web, work, bigpanda):
 
     [plan] = bigpanda.plans()
     assert plan["name"] == "ITSM-1042: no summary"
+
+
+class CountingConnection(redis_connection.Connection):
+    """A real connection to the test Redis that counts what it sends: one send, one round trip
+    (a pipeline or a script is one)."""
+
+    sends = 0
+
+    def send_packed_command(self, command, check_health=True):
+        CountingConnection.sends += 1
+        return super().send_packed_command(command, check_health)
+
+
+def test_a_webhook_costs_two_redis_round_trips_for_a_new_key_and_one_to_join(settings, redis_conn):
+    """The ingest script, then RQ's enqueue in one pipeline; a key whose reconcile waits already
+    joins it in the script alone (README, "Delivery guarantees")."""
+    kwargs = redis_conn.connection_pool.connection_kwargs
+    pool = redis.ConnectionPool(connection_class=CountingConnection, **kwargs)
+    counted = redis.Redis(connection_pool=pool)
+    web = create_app(settings, redis=counted).test_client()
+    payload = servicenow_payload("servicenow_change_scheduled.json")
+    send(web, {**payload, "number": "CHG-WARMUP"})  # scripts loaded, the ledger marker read
+
+    CountingConnection.sends = 0
+    first = send(web, payload)
+    new_key = CountingConnection.sends
+    CountingConnection.sends = 0
+    newer = send(web, {**payload, "sys_mod_count": "10", "short_description": "moved"})
+    joined = CountingConnection.sends
+
+    assert first.status_code == newer.status_code == 202
+    assert newer.json["job_id"] == first.json["job_id"]  # it joined the waiting reconcile
+    assert (new_key, joined) == (2, 1)
