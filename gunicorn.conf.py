@@ -11,8 +11,12 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 timeout = 25
 # On a restart Heroku sends SIGTERM and SIGKILL 30 s later: requests in flight get 20 s.
 graceful_timeout = 20
-# Idle seconds a client connection is kept open; only threaded and async worker classes keep
-# connections alive (the default sync workers close each one after its answer).
+# gevent: each connection is a greenlet, so clients that send slowly or hold a connection idle
+# cost a little memory, not a worker (two sync workers were blocked by two slow clients, health
+# checks included). Up to worker_connections at once per worker; beyond, new ones wait.
+worker_class = "gevent"
+worker_connections = 1000
+# Idle seconds a kept-alive client connection stays open between requests.
 keepalive = 5
 # The heartbeat file on tmpfs: on a container's overlay filesystem its writes can stall workers.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None

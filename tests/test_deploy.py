@@ -531,3 +531,78 @@ def test_the_installed_lock_and_wheel_serve_a_webhook_into_a_plan(tmp_path, redi
         left = stop_all(processes)
     assert not left, f"still running after their parent stopped: {left}"
     assert [p.returncode for p in processes] == [0, 0], log_tails(logs)
+
+
+# The door under slow clients ---------------------------------------------------------------------
+
+SLOW_CLIENTS = 50
+
+
+def hold_slow_clients(port: int, count: int) -> list[socket.socket]:
+    """Connections that start a webhook and never finish sending it (a slowloris)."""
+    held = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        sock.sendall(
+            b"POST /webhooks/servicenow HTTP/1.1\r\nHost: bridge\r\nContent-Length: 900\r\n"
+        )
+        held.append(sock)
+    return held
+
+
+@pytest.mark.slow
+def test_slow_clients_do_not_starve_the_door(tmp_path, redis_url, bigpanda):
+    """With the shipped gunicorn.conf.py (2 workers), 50 clients holding half-sent requests
+    leave honest webhooks and /healthz answered, p99 under a second."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "REDIS_URL": redis_url,
+        "BIGPANDA_API_URL": bigpanda.url,
+        "BIGPANDA_API_KEY": SANDBOX_TOKEN,
+        "BRIDGE_SOURCES": "servicenow",
+        "SERVICENOW_WEBHOOK_TOKEN": SERVICENOW_TOKEN,
+    }
+    env.pop("WEB_CONCURRENCY", None)
+    command = [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py"]
+    log = (tmp_path / "web.log").open("w")
+    web = subprocess.Popen([*command, "bridge.app:create_app()"], cwd=ROOT, env=env,
+                           stdout=log, stderr=log)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    held: list[socket.socket] = []
+    try:
+        wait_ready(f"{url}/readyz", web, tmp_path / "web.log")
+        held = hold_slow_clients(port, SLOW_CLIENTS)
+        payload = servicenow_payload("servicenow_change_scheduled.json")
+        took = []
+        for n in range(40):
+            begin = time.monotonic()
+            if n % 4 == 0:
+                answer = requests.get(f"{url}/healthz", timeout=5)
+            else:
+                change = {**payload, "number": f"CHG00{n:05d}"}
+                headers = {"Authorization": f"Bearer {SERVICENOW_TOKEN}"}
+                answer = requests.post(f"{url}/webhooks/servicenow", json=change, headers=headers,
+                                       timeout=5)  # fmt: skip
+            took.append(time.monotonic() - begin)
+            assert answer.status_code in (200, 202), answer.text
+        took.sort()
+        assert took[int(len(took) * 0.99)] < 1.0, took
+    finally:
+        for sock in held:
+            sock.close()
+        web.terminate()
+        web.wait(30)
+        log.close()
+
+
+def wait_ready(url: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        assert process.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, "not ready\n" + log.read_text()[-3000:]
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        time.sleep(0.2)
