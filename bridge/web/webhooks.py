@@ -15,6 +15,7 @@ from ..errors import (
     AuthError,
     BadPayload,
     InvalidChange,
+    PayloadTooLarge,
     QueueUnavailable,
     UnknownSource,
     UnsupportedMediaType,
@@ -84,9 +85,21 @@ def _mapping(runtime: Runtime, source: str) -> SourceMapping:
     return mapping
 
 
+def _body(limit: int) -> bytes:
+    """The raw body. One sent with a Content-Length over the limit Flask refuses itself; a
+    chunked one (no length) Werkzeug would silently cut at the limit, so it is read here, one
+    byte past the limit, and refused whole (the server has undone the chunking)."""
+    if request.environ.get("CONTENT_LENGTH") or not request.environ.get("wsgi.input_terminated"):
+        return request.get_data(cache=True)
+    body = request.environ["wsgi.input"].read(limit + 1)
+    if len(body) > limit:
+        raise PayloadTooLarge(f"the chunked body is over the limit of {limit:,} bytes")
+    return body
+
+
 def _payload(mapping: SourceMapping) -> dict[str, Any]:
     """Checked in SPEC's order: size (by Flask's limit), credentials, media type, JSON object."""
-    body = request.get_data(cache=True)
+    body = _body(current_app.config["MAX_CONTENT_LENGTH"])
     if not authenticate(mapping.verifiers, request.headers, body):
         tried = [v.kind for v in mapping.verifiers if attempted(v, request.headers)] or ["none"]
         log.warning("authentication failed: source=%s remote=%s tried=%s", mapping.source,

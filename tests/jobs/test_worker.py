@@ -57,8 +57,7 @@ def noting(tmp_path, redis_url, redis_conn, slow_itsm):
     shutil.copytree(REPO / "mappings", folder)
     path = folder / "servicenow.yaml"
     path.write_text(
-        path.read_text()
-        + f"\nwrite_back:\n  api: servicenow\n  url: {slow_itsm.url}\n"
+        path.read_text() + f"\nwrite_back:\n  api: servicenow\n  url: {slow_itsm.url}\n"
         "  record: '{{ sys_id }}'\n"
         "  auth: {type: basic, username: bridge, secret_env: SERVICENOW_API_PASSWORD}\n"
     )

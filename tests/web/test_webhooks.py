@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
 import logging
 from dataclasses import replace
@@ -353,3 +354,31 @@ def test_a_webhook_costs_two_redis_round_trips_for_a_new_key_and_one_to_join(set
     assert first.status_code == newer.status_code == 202
     assert newer.json["job_id"] == first.json["job_id"]  # it joined the waiting reconcile
     assert (new_key, joined) == (2, 1)
+
+
+def chunked(web, body: bytes):
+    """A body sent chunked, with no Content-Length, as the server hands it over dechunked."""
+    return web.post(
+        "/webhooks/servicenow",
+        input_stream=io.BytesIO(body),
+        content_type="application/json",
+        headers=AUTH,
+        environ_overrides={"wsgi.input_terminated": True, "CONTENT_LENGTH": ""},
+    )
+
+
+def test_a_chunked_body_over_the_limit_is_a_413_not_cut(settings, redis_conn):
+    web = create_app(replace(settings, max_body_bytes=2048), redis=redis_conn).test_client()
+    payload = servicenow_payload("servicenow_change_scheduled.json")
+    over = json.dumps({**payload, "description": "x" * 4096}).encode()
+
+    refused = chunked(web, over)
+
+    assert refused.status_code == 413
+    assert "over the limit of 2,048 bytes" in refused.json["detail"]
+    assert redis_conn.keys("bridge:change:*") == [] and redis_conn.keys("rq:*") == []
+
+
+def test_a_chunked_body_within_the_limit_is_read_whole(web):
+    body = json.dumps(servicenow_payload("servicenow_change_scheduled.json")).encode()
+    assert chunked(web, body).status_code == 202
