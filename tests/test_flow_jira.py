@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 from datetime import timedelta
 
+import pytest
 from bridge_harness import (
     JIRA_SECRET,
     PAYLOADS,
@@ -34,7 +36,10 @@ def test_the_sample_signature_is_accepted_over_the_exact_bytes(web):
     tampered = web.post("/webhooks/jira", data=body.replace(b"ITSM", b"ITSN"), headers={
         "Content-Type": "application/json", "X-Hub-Signature": signature})  # fmt: skip
 
-    assert accepted.status_code in (200, 202)  # authenticated; the 2024 window is long over
+    # Authenticated, then refused as a replay: the signed sample was sent in 2024.
+    assert accepted.status_code == 422
+    assert [e["field"] for e in accepted.json["errors"]] == ["timestamp"]
+    assert "sent over 24 hours ago" in accepted.json["detail"]
     assert tampered.status_code == 401
 
 
@@ -82,3 +87,16 @@ def test_a_deleted_issue_removes_its_plan(web, work, bigpanda):
 
     assert answer.json["action"] == "remove"
     assert bigpanda.plans() == []
+
+
+@pytest.mark.parametrize(("hours_ago", "status"), [(0, 202), (23, 202), (25, 422)])
+def test_a_signed_webhook_sent_over_a_day_ago_is_refused_as_a_replay(web, hours_ago, status):
+    """A captured, signed body cannot be sent again once the change's memory has expired."""
+    payload = sample_payload("jira", "jira_webhook_issue_updated_change.json", timedelta(hours=2))
+    payload["timestamp"] = int((time.time() - hours_ago * 3600) * 1000)
+
+    answer = send(web, payload)
+
+    assert answer.status_code == status, answer.json
+    if status == 422:
+        assert [e["field"] for e in answer.json["errors"]] == ["timestamp"]

@@ -18,12 +18,21 @@ from .loader import CISource, SourceMapping, VersionField
 MAX_VERSION_AHEAD_SECONDS = 24 * 3600
 INTEGER = re.compile(r"^\s*[0-9]{1,18}(\.0+)?\s*$")  # no sign, exponent or fraction
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+JIRA_DELIVERY_TIME = ("jira", "timestamp")  # a Jira webhook body's send time (epoch ms)
+MAX_DELIVERY_AGE_SECONDS = 24 * 3600
 MILLISECOND = timedelta(milliseconds=1)
 
 
-def read_change(mapping: SourceMapping, raw: Mapping[str, Any], now: float | None = None) -> Change:
+def read_change(
+    mapping: SourceMapping,
+    raw: Mapping[str, Any],
+    now: float | None = None,
+    also_at: float | None = None,
+) -> Change:
     """Parse a payload with the file's parser, then apply the file's `cis` and `version`;
-    a version dated over a day after `now` (default: the clock) is refused."""
+    a version dated over a day after `now` (default: the clock), or a Jira webhook sent over a
+    day before it, is refused. `also_at` (a preview's time) is accepted as the receiving time
+    too: each bound is judged at the more lenient of the two."""
     change = mapping.parse(raw)
     extra = tuple(ci for source in mapping.ci_sources for ci in _cis(source, change.fields))
     known = {ci.name for ci in change.cis}
@@ -31,18 +40,27 @@ def read_change(mapping: SourceMapping, raw: Mapping[str, Any], now: float | Non
     if mapping.version_fields:
         version, version_time, bound = _version(mapping.version_fields, change.fields)
         change = replace(change, version=version, version_time=version_time, version_bound=bound)
-    _check_version_time(change, time.time() if now is None else now)
+    now = time.time() if now is None else now
+    _check_version_time(change, now, now if also_at is None else also_at)
     return replace(change, cis=cis)
 
 
-def _check_version_time(change: Change, now: float) -> None:
+def _check_version_time(change: Change, now: float, also_at: float) -> None:
     if change.version_time is None:
         return
     field, at = change.version_time
-    if at > now + MAX_VERSION_AHEAD_SECONDS:
-        ahead = (at - now) / 3600
+    latest, earliest = max(now, also_at), min(now, also_at)
+    if at > latest + MAX_VERSION_AHEAD_SECONDS:
+        ahead = (at - latest) / 3600
         raise InvalidChange(
             field, f"is {ahead:,.0f} hours ahead of the bridge's clock (at most 24 are accepted)"
+        )
+    if (change.source, field) == JIRA_DELIVERY_TIME and at < earliest - MAX_DELIVERY_AGE_SECONDS:
+        # A Jira webhook's own send time: a body this old is a replay (a captured, signed body
+        # could otherwise be sent again once the change's memory has expired).
+        age = (earliest - at) / 3600
+        raise InvalidChange(
+            field, f"is {age:,.0f} hours old: a webhook sent over 24 hours ago is refused"
         )
 
 

@@ -19,7 +19,8 @@ def preview(
 ) -> dict[str, Any]:
     """The normalized change, every rule's verdict, the desired plan(s) as they would be sent,
     and the action; with a store, also how the webhook would answer given what it has seen."""
-    change = read_change(mapping, raw)  # the version is checked against the real clock
+    # Judged as though received now or at the preview's time, whichever accepts it.
+    change = read_change(mapping, raw, also_at=now)
     evaluation = evaluate(mapping, change, now)
     decision = evaluation.decision
     result: dict[str, Any] = {

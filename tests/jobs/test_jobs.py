@@ -183,7 +183,7 @@ def test_the_queued_job_is_rqs_own_with_its_retries(store, queue, redis_conn):
     assert job.get_status() == JobStatus.QUEUED
     assert job.retries_left == len(RETRY_INTERVALS)
     assert len(job.retry_intervals) == len(RETRY_INTERVALS)
-    assert (job.result_ttl, job.failure_ttl) == (3600, 30 * 24 * 3600)
+    assert (job.result_ttl, job.failure_ttl) == (60, 30 * 24 * 3600)  # results: a minute
     assert queue.job_ids == [ours.job_id]
 
 
