@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
@@ -240,3 +241,18 @@ def json_values(text_size: int = 20, leaves: int = 20) -> st.SearchStrategy:
         ),
         max_leaves=leaves,
     )
+
+
+def worker_env(redis_url: str, bigpanda_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a real `bridge worker` process against the test Redis and BigPanda,
+    with the shipped mappings unless `BRIDGE_MAPPINGS` is among `extra`."""
+    return {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "BIGPANDA_API_KEY": SANDBOX_TOKEN,
+        "BIGPANDA_API_URL": bigpanda_url,
+        "BRIDGE_MAPPINGS": str(Path(__file__).parent.parent / "mappings"),
+        "SERVICENOW_WEBHOOK_TOKEN": SERVICENOW_TOKEN,
+        "JIRA_WEBHOOK_SECRET": JIRA_SECRET,
+        **extra,
+    }

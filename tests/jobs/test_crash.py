@@ -14,13 +14,12 @@ from pathlib import Path
 
 import pytest
 from bridge_harness import (
-    JIRA_SECRET,
-    SANDBOX_TOKEN,
     SERVICENOW_TOKEN,
     bridge_settings,
     descendants,
     serve_sandbox,
     servicenow_payload,
+    worker_env,
 )
 from rq import Worker
 from rq.job import JobStatus
@@ -60,15 +59,7 @@ def web(redis_url, redis_conn, bigpanda):
 @pytest.fixture
 def start_worker(redis_url, bigpanda):
     started: list[subprocess.Popen] = []
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "BIGPANDA_API_KEY": SANDBOX_TOKEN,
-        "BIGPANDA_API_URL": bigpanda.url,
-        "BRIDGE_MAPPINGS": str(REPO / "mappings"),
-        "SERVICENOW_WEBHOOK_TOKEN": SERVICENOW_TOKEN,
-        "JIRA_WEBHOOK_SECRET": JIRA_SECRET,
-    }
+    env = worker_env(redis_url, bigpanda.url)
 
     def start() -> subprocess.Popen:
         process = subprocess.Popen(

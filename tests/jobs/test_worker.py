@@ -15,13 +15,12 @@ from pathlib import Path
 
 import pytest
 from bridge_harness import (
-    JIRA_SECRET,
-    SANDBOX_TOKEN,
     SERVICENOW_TOKEN,
     bridge_settings,
     descendants,
     serve_sandbox,
     servicenow_payload,
+    worker_env,
 )
 from scripted_bigpanda import Reply, ScriptedBigPanda
 
@@ -74,16 +73,8 @@ def noting(tmp_path, redis_url, redis_conn, slow_itsm):
 @pytest.fixture
 def worker(noting, redis_url):
     settings, bigpanda, _ = noting
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "BIGPANDA_API_KEY": SANDBOX_TOKEN,
-        "BIGPANDA_API_URL": bigpanda.url,
-        "BRIDGE_MAPPINGS": str(settings.mappings_dir),
-        "SERVICENOW_WEBHOOK_TOKEN": SERVICENOW_TOKEN,
-        "JIRA_WEBHOOK_SECRET": JIRA_SECRET,
-        "SERVICENOW_API_PASSWORD": API_PASSWORD,
-    }
+    env = worker_env(redis_url, bigpanda.url, BRIDGE_MAPPINGS=str(settings.mappings_dir),
+                     SERVICENOW_API_PASSWORD=API_PASSWORD)  # fmt: skip
     process = subprocess.Popen(
         [sys.executable, "-m", "bridge", "worker"],
         env=env,
