@@ -21,6 +21,13 @@ SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")  # as mapping files name thei
 # unevenly late (a busy host, the network) still never put 6 into one second; 1.05 s once did
 # (6 calls within 997 ms, 2 web and 4 worker processes on 2 cores).
 RATE_PERIOD_SECONDS = 1.15
+# A change's memory is kept this long after its last event and its plan's end (BigPanda returns
+# a plan for 60 days after its end); then every Redis key of it expires by itself.
+RETENTION_SECONDS = 60 * 24 * 3600
+# An event of a change the bridge holds nothing for, and that wants no plan, is remembered a day:
+# long enough to order the sender's retries, short enough that a ServiceNow posting every
+# change leaves no growing pile.
+IGNORED_RETENTION_SECONDS = 24 * 3600
 LOOPBACK_NAMES = frozenset({"localhost", "::1"})
 
 

@@ -34,7 +34,7 @@ from bridge_harness import (
 from click.testing import CliRunner
 
 from bridge.app import create_app
-from bridge.engine.drift import RETENTION_SECONDS
+from bridge.config import RETENTION_SECONDS
 from bridge.ops.cli import main
 
 KEY = "CHG0030412"  # the sample change's number; its sys_mod_count is "9"

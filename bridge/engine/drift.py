@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ..bigpanda.client import BigPandaClient
+from ..config import RETENTION_SECONDS
 from ..model import ChangeRef, DesiredPlan, Plan, plans_of
 from ..state.ledger import KeyState
 from ..state.store import Store
@@ -48,7 +49,6 @@ class DriftReport:
 
 
 Listing = Mapping[str | None, Mapping[str, Plan]]  # by target, then by plan id
-RETENTION_SECONDS = 60 * 24 * 3600  # BigPanda returns a plan for 60 days after its end
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from rq import Queue
 
 from ..bigpanda.client import BigPandaClient
+from ..config import RETENTION_SECONDS
 from ..engine.drift import (
-    RETENTION_SECONDS,
     Listing,
     check_change,
     find_orphans,

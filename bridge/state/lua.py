@@ -7,6 +7,10 @@ from __future__ import annotations
 # pending, RQ has written it, and no worker has claimed it. A mark whose job RQ never wrote (the
 # web process died between the two round trips) waits for nothing: the next event queues anew.
 PENDING_JOB = """
+-- Every key of a change expires by itself: `keep` only ever lengthens its time to live.
+local function keep(key, ttl)
+  if redis.call('TTL', key) < ttl then redis.call('EXPIRE', key, ttl) end
+end
 local function pending_job(prefix)
   local id = redis.call('HGET', KEYS[1], 'pending')
   if id and redis.call('HEXISTS', KEYS[1], 'unclaimed') == 1
@@ -28,7 +32,8 @@ end
 #       sender's delivery id ("" when none), the webhook histogram's bucket and sum fields and
 #       the seconds to add, the time in ms, the new job's id, "1" for a dry run (preview:
 #       the verdict is decided by the same lines, and nothing is written), and the version's
-#       bound as "<index>,<largest jump>" ("" when none).
+#       bound as "<index>,<largest jump>" ("" when none), then the change's time to live (s)
+#       and the shorter one of an ignored event of a change the bridge holds nothing for.
 INGEST = (
     PENDING_JOB
     + """
@@ -41,12 +46,18 @@ local function compare(a, b)
   return 0
 end
 local dry = ARGV[14] == '1'  -- a preview: the same verdict, nothing written
+local known_before = redis.call('EXISTS', KEYS[1]) == 1
 local function answer(verdict, job)
   if dry then return {verdict, job or ''} end
   local entry = cjson.decode(ARGV[4])
   entry['result'] = verdict
   redis.call('LPUSH', KEYS[2], cjson.encode(entry))
   redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[6]) - 1)
+  local ttl = tonumber(ARGV[16])
+  if verdict == 'ignored' and not known_before then ttl = tonumber(ARGV[17]) end
+  keep(KEYS[1], ttl)
+  keep(KEYS[2], ttl)
+  keep(KEYS[3], ttl)
   redis.call('HINCRBY', KEYS[5], ARGV[7] .. verdict, 1)
   redis.call('HINCRBY', KEYS[5], ARGV[9], 1)
   redis.call('HINCRBYFLOAT', KEYS[5], ARGV[10], ARGV[11])
@@ -95,6 +106,15 @@ end
 if job then return answer('joined', job) end
 if not dry then mark_pending(ARGV[13]) end
 return answer('enqueue', ARGV[13])
+"""
+)
+
+# Lengthen a change's time to live. KEYS: its hash and history. ARGV: the time to live (s).
+KEEP = (
+    PENDING_JOB
+    + """
+keep(KEYS[1], tonumber(ARGV[1]))
+keep(KEYS[2], tonumber(ARGV[1]))
 """
 )
 

@@ -17,9 +17,10 @@ from redis import Redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from ..config import IGNORED_RETENTION_SECONDS, RETENTION_SECONDS
 from ..errors import jump_refused
 from ..logs import event as log_event
-from ..model import ChangeRef, Decision, NoPlan, Plan, body_of
+from ..model import ChangeRef, Decision, NoPlan, Plan, body_of, plans_of
 from . import histograms
 from .ledger import (
     IngestResult,
@@ -29,7 +30,7 @@ from .ledger import (
     decision_to_json,
     plans_from_json,
 )
-from .lua import CLAIM, INGEST, REQUEST
+from .lua import CLAIM, INGEST, KEEP, REQUEST
 
 log = logging.getLogger(__name__)
 PREFIX = "bridge:"
@@ -50,6 +51,7 @@ class Store:
         self._ingest = redis.register_script(INGEST)
         self._claim = redis.register_script(CLAIM)
         self._request = redis.register_script(REQUEST)
+        self._keep = redis.register_script(KEEP)
         self._job_prefix = job_prefix
 
     def ingest(
@@ -104,6 +106,8 @@ class Store:
                 job_id,
                 "1" if dry else "0",
                 f"{bound[0]},{bound[2]}" if bound else "",
+                _time_to_live(max((p.end for p in plans_of(decision).values()), default=0)),
+                IGNORED_RETENTION_SECONDS,
             ],
         )
         if verdict == b"too_far":
@@ -177,6 +181,8 @@ class Store:
         if plans:
             encoded = {k: p.to_json() for k, p in plans.items()}
             self.redis.hset(_change(change), "plans", json.dumps(encoded, sort_keys=True))
+            ends = [int((p.written or {}).get("end") or 0) for p in plans.values()]
+            self.keep(change, until=max(ends))
         else:
             self.redis.hdel(_change(change), "plans")
 
@@ -223,7 +229,14 @@ class Store:
         with self.redis.pipeline() as pipe:
             pipe.lpush(_history(change), entry).ltrim(_history(change), 0, HISTORY_LENGTH - 1)
             pipe.hincrby(STATS, f"events:{event}", 1)
+            self.keep(change, pipe=pipe)
             pipe.execute()
+
+    def keep(self, change: ChangeRef, until: float = 0, pipe: Any = None) -> None:
+        """Lengthen the change's time to live to the retention past now and past `until` (a
+        plan's end): its keys expire by themselves, refreshed by every activity."""
+        keys = [_change(change), _history(change)]
+        self._keep(keys=keys, args=[_time_to_live(until)], client=pipe or self.redis)
 
     def known_changes(self) -> Iterator[ChangeRef]:
         """Every change the bridge has seen (and not yet expired)."""
@@ -249,6 +262,7 @@ class Store:
             if plans or uncertain:
                 lookout = {"create_uncertain": "1", "forgotten_at": int(time.time())}
                 pipe.hset(_change(change), mapping=lookout)
+                pipe.expire(_change(change), RETENTION_SECONDS + 86400)  # the sweep's look first
             pipe.execute()
 
     def forgotten_at(self, change: ChangeRef) -> int | None:
@@ -266,7 +280,7 @@ class Store:
             pipe.hset(_change(change), mapping=orphan).hdel(_change(change), "forgotten_at")
             pipe.sadd(KNOWN_KEYS, change.id)
             pipe.execute()
-        self.record(change, "orphan", message=why)
+        self.record(change, "orphan", message=why)  # which also sets its time to live
 
     def summary(self, change: ChangeRef) -> dict[str, Any]:
         """What the bridge remembers of a change, in brief (what `forget` would drop)."""
@@ -301,6 +315,10 @@ class Store:
             for change, remembered_plans in ledger.items():
                 pipe.hset(_change(change), "plans", json.dumps(remembered_plans, sort_keys=True))
                 pipe.sadd(KNOWN_KEYS, change.id)
+                ends = [
+                    int((p.get("written") or {}).get("end") or 0) for p in remembered_plans.values()
+                ]
+                self.keep(change, until=max(ends), pipe=pipe)
             pipe.set(LEDGER_MARKER, int(time.time()))
             pipe.execute()
         return sum(len(found) for found in ledger.values())
@@ -320,6 +338,11 @@ def connect(url: str, verify_tls: bool = True) -> Redis:
         health_check_interval=30,
         **tls,
     )
+
+
+def _time_to_live(until: float) -> int:
+    """Seconds to keep a change: the retention past now, or past `until` if later."""
+    return int(max(0.0, until - time.time()) + RETENTION_SECONDS)
 
 
 def _change(change: ChangeRef) -> str:

@@ -21,7 +21,7 @@ from rq import Queue
 
 from bridge.app import create_app
 from bridge.jobs.queue import enqueue_reconcile, new_job_id, queue_of, store_of
-from bridge.jobs.sweep import RETENTION_SECONDS
+from bridge.config import RETENTION_SECONDS
 from bridge.model import ChangeRef
 from bridge.ops.cli import main
 
