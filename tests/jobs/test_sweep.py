@@ -20,8 +20,8 @@ from click.testing import CliRunner
 from rq import Queue
 
 from bridge.app import create_app
-from bridge.jobs.queue import enqueue_reconcile, new_job_id, queue_of, store_of
 from bridge.config import RETENTION_SECONDS
+from bridge.jobs.queue import enqueue_reconcile, new_job_id, queue_of, store_of
 from bridge.model import ChangeRef
 from bridge.ops.cli import main
 
