@@ -83,6 +83,9 @@ class Change:
     # The version's time part, as (field, epoch seconds), when it has one: checked against the
     # clock so that one event dated in the future cannot make every later event stale.
     version_time: tuple[str, float] | None = None
+    # When the sender sent this event, as (field, epoch seconds), where the payload says so (a
+    # Jira webhook's `timestamp`): a body sent over a day ago is a replay, and refused.
+    sent_at: tuple[str, float] | None = None
     # (index in the version, field, largest jump): a version part may not jump further past the
     # newest seen for the change (or past 0 for a new one), so one event cannot make it deaf.
     version_bound: tuple[int, str, int] | None = None

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 from flask import Flask
 from hypothesis import strategies as st
@@ -256,3 +261,31 @@ def worker_env(redis_url: str, bigpanda_url: str, **extra: str) -> dict[str, str
         "JIRA_WEBHOOK_SECRET": JIRA_SECRET,
         **extra,
     }
+
+
+def start_worker_process(env: dict[str, str]) -> subprocess.Popen:
+    """A real `bridge worker` process (with its notes child) in `env`, its output dropped."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "bridge", "worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def kill_tree(process: subprocess.Popen) -> None:
+    """SIGKILL a process and every process below it (RQ's work horse, the notes worker)."""
+    for pid in [process.pid, *descendants(process.pid)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    process.wait()
+
+
+def wait_for(condition: Callable[[], bool], seconds: float, step: float = 0.1) -> float:
+    """Poll until `condition()` is true; returns the seconds it took (fails after `seconds`)."""
+    begin = time.monotonic()
+    while not condition():
+        if time.monotonic() - begin > seconds:
+            pytest.fail(f"not within {seconds} s")
+        time.sleep(step)
+    return time.monotonic() - begin

@@ -18,8 +18,7 @@ from .loader import CISource, SourceMapping, VersionField
 MAX_VERSION_AHEAD_SECONDS = 24 * 3600
 INTEGER = re.compile(r"^\s*[0-9]{1,18}(\.0+)?\s*$")  # no sign, exponent or fraction
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-JIRA_DELIVERY_TIME = ("jira", "timestamp")  # a Jira webhook body's send time (epoch ms)
-MAX_DELIVERY_AGE_SECONDS = 24 * 3600
+MAX_SENT_AGE_SECONDS = 24 * 3600
 MILLISECOND = timedelta(milliseconds=1)
 
 
@@ -46,22 +45,23 @@ def read_change(
 
 
 def _check_version_time(change: Change, now: float, also_at: float) -> None:
-    if change.version_time is None:
-        return
-    field, at = change.version_time
     latest, earliest = max(now, also_at), min(now, also_at)
-    if at > latest + MAX_VERSION_AHEAD_SECONDS:
-        ahead = (at - latest) / 3600
-        raise InvalidChange(
-            field, f"is {ahead:,.0f} hours ahead of the bridge's clock (at most 24 are accepted)"
-        )
-    if (change.source, field) == JIRA_DELIVERY_TIME and at < earliest - MAX_DELIVERY_AGE_SECONDS:
-        # A Jira webhook's own send time: a body this old is a replay (a captured, signed body
-        # could otherwise be sent again once the change's memory has expired).
-        age = (earliest - at) / 3600
-        raise InvalidChange(
-            field, f"is {age:,.0f} hours old: a webhook sent over 24 hours ago is refused"
-        )
+    if change.version_time is not None:
+        field, at = change.version_time
+        if at > latest + MAX_VERSION_AHEAD_SECONDS:
+            ahead = (at - latest) / 3600
+            raise InvalidChange(
+                field,
+                f"is {ahead:,.0f} hours ahead of the bridge's clock (at most 24 are accepted)",
+            )
+    if change.sent_at is not None:
+        # A captured, signed body could otherwise be sent again once the change's memory expired.
+        field, sent = change.sent_at
+        if sent < earliest - MAX_SENT_AGE_SECONDS:
+            age = (earliest - sent) / 3600
+            raise InvalidChange(
+                field, f"is {age:,.0f} hours old: a webhook sent over 24 hours ago is refused"
+            )
 
 
 def _cis(source: CISource, fields: Mapping[str, Any]) -> Iterable[CI]:

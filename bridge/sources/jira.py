@@ -66,8 +66,13 @@ def parse(raw: Mapping[str, Any]) -> Change:
     fields.update(_issue_fields(issue, issue_fields))
     fields.update(_event_fields(raw))
     version = _version(raw, issue_fields)
+    version_time = _version_time(raw, version)
     return Change(
-        source="jira", fields=fields, version=version, version_time=_version_time(raw, version)
+        source="jira",
+        fields=fields,
+        version=version,
+        version_time=version_time,
+        sent_at=version_time if raw.get("timestamp") is not None else None,  # when Jira sent it
     )
 
 

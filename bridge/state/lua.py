@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+# Every key of a change expires by itself: `keep` only ever lengthens its time to live.
+KEEP_FUNCTION = """
+local function keep(key, ttl)
+  if redis.call('TTL', key) < ttl then redis.call('EXPIRE', key, ttl) end
+end
+"""
+
 # The job queued for a change, if one is still waiting: KEYS[1] is the change hash, `prefix` what
 # RQ puts before a job id to name its hash (from RQ's API). A job waits while it is marked
 # pending, RQ has written it, and no worker has claimed it. A mark whose job RQ never wrote (the
 # web process died between the two round trips) waits for nothing: the next event queues anew.
 PENDING_JOB = """
--- Every key of a change expires by itself: `keep` only ever lengthens its time to live.
-local function keep(key, ttl)
-  if redis.call('TTL', key) < ttl then redis.call('EXPIRE', key, ttl) end
-end
 local function pending_job(prefix)
   local id = redis.call('HGET', KEYS[1], 'pending')
   if id and redis.call('HEXISTS', KEYS[1], 'unclaimed') == 1
@@ -35,7 +38,8 @@ end
 #       bound as "<index>,<largest jump>" ("" when none), then the change's time to live (s)
 #       and the shorter one of an ignored event of a change the bridge holds nothing for.
 INGEST = (
-    PENDING_JOB
+    KEEP_FUNCTION
+    + PENDING_JOB
     + """
 local function pending() return pending_job(ARGV[5]) end
 local function compare(a, b)
@@ -111,7 +115,7 @@ return answer('enqueue', ARGV[13])
 
 # Lengthen a change's time to live. KEYS: its hash and history. ARGV: the time to live (s).
 KEEP = (
-    PENDING_JOB
+    KEEP_FUNCTION
     + """
 keep(KEYS[1], tonumber(ARGV[1]))
 keep(KEYS[2], tonumber(ARGV[1]))

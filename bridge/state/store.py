@@ -180,9 +180,10 @@ class Store:
             plans.pop(plan_key, None)
         if plans:
             encoded = {k: p.to_json() for k, p in plans.items()}
-            self.redis.hset(_change(change), "plans", json.dumps(encoded, sort_keys=True))
-            ends = [int((p.written or {}).get("end") or 0) for p in plans.values()]
-            self.keep(change, until=max(ends))
+            with self.redis.pipeline() as pipe:  # one round trip, its time to live with it
+                pipe.hset(_change(change), "plans", json.dumps(encoded, sort_keys=True))
+                self.keep(change, until=_latest_end(plans.values()), pipe=pipe)
+                pipe.execute()
         else:
             self.redis.hdel(_change(change), "plans")
 
@@ -307,18 +308,16 @@ class Store:
     def rebuild_ledger(self, plans: Iterable[tuple[ChangeRef, str | None, Plan]]) -> int:
         """Remember the plans (change, organization, plan) a full listing found with this
         instance's mark, then set the marker; the caller leaves out every other plan."""
-        ledger: dict[ChangeRef, dict[str, Any]] = {}
+        ledger: dict[ChangeRef, dict[str, RememberedPlan]] = {}
         for change, target, plan in plans:
-            remembered = RememberedPlan(plan.id, target, written=body_of(plan)).to_json()
+            remembered = RememberedPlan(plan.id, target, written=body_of(plan))
             ledger.setdefault(change, {})[plan.maintenance_key or change.key] = remembered
         with self.redis.pipeline() as pipe:
             for change, remembered_plans in ledger.items():
-                pipe.hset(_change(change), "plans", json.dumps(remembered_plans, sort_keys=True))
+                encoded = {key: p.to_json() for key, p in remembered_plans.items()}
+                pipe.hset(_change(change), "plans", json.dumps(encoded, sort_keys=True))
                 pipe.sadd(KNOWN_KEYS, change.id)
-                ends = [
-                    int((p.get("written") or {}).get("end") or 0) for p in remembered_plans.values()
-                ]
-                self.keep(change, until=max(ends), pipe=pipe)
+                self.keep(change, until=_latest_end(remembered_plans.values()), pipe=pipe)
             pipe.set(LEDGER_MARKER, int(time.time()))
             pipe.execute()
         return sum(len(found) for found in ledger.values())
@@ -338,6 +337,11 @@ def connect(url: str, verify_tls: bool = True) -> Redis:
         health_check_interval=30,
         **tls,
     )
+
+
+def _latest_end(plans: Iterable[RememberedPlan]) -> int:
+    """The latest end of the plans as the bridge last wrote them (0: none known)."""
+    return max((int((plan.written or {}).get("end") or 0) for plan in plans), default=0)
 
 
 def _time_to_live(until: float) -> int:

@@ -3,12 +3,9 @@ worker whose scheduler holds RQ's scheduler lock."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
-import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,8 +14,11 @@ from bridge_harness import (
     SERVICENOW_TOKEN,
     bridge_settings,
     descendants,
+    kill_tree,
     serve_sandbox,
     servicenow_payload,
+    start_worker_process,
+    wait_for,
     worker_env,
 )
 from rq import Worker
@@ -62,31 +62,12 @@ def start_worker(redis_url, bigpanda):
     env = worker_env(redis_url, bigpanda.url)
 
     def start() -> subprocess.Popen:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bridge", "worker"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        started.append(process)
-        return process
+        started.append(start_worker_process(env))
+        return started[-1]
 
     yield start
     for process in started:
-        for pid in [process.pid, *descendants(process.pid)]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        process.wait()
-
-
-def wait_for(condition, seconds: float, step: float = 0.1) -> float:
-    """Poll until `condition()` is true; returns the seconds it took (fails after `seconds`)."""
-    begin = time.monotonic()
-    while not condition():
-        if time.monotonic() - begin > seconds:
-            pytest.fail(f"not within {seconds} s")
-        time.sleep(step)
-    return time.monotonic() - begin
+        kill_tree(process)
 
 
 def send(web):

@@ -3,12 +3,8 @@ in a worker of their own (a child of `bridge worker`), which stops with it."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -18,8 +14,11 @@ from bridge_harness import (
     SERVICENOW_TOKEN,
     bridge_settings,
     descendants,
+    kill_tree,
     serve_sandbox,
     servicenow_payload,
+    start_worker_process,
+    wait_for,
     worker_env,
 )
 from scripted_bigpanda import Reply, ScriptedBigPanda
@@ -32,15 +31,6 @@ REPO = Path(__file__).parent.parent.parent
 API_PASSWORD = "servicenow-api-password-for-tests"
 NOTE_STALL_SECONDS = 12.0  # ServiceNow answering a note this slowly (the issue's measurement)
 AUTH = {"Authorization": f"Bearer {SERVICENOW_TOKEN}"}
-
-
-def wait_for(condition, seconds: float, step: float = 0.05) -> float:
-    begin = time.monotonic()
-    while not condition():
-        if time.monotonic() - begin > seconds:
-            pytest.fail(f"not within {seconds} s")
-        time.sleep(step)
-    return time.monotonic() - begin
 
 
 @pytest.fixture
@@ -75,17 +65,9 @@ def worker(noting, redis_url):
     settings, bigpanda, _ = noting
     env = worker_env(redis_url, bigpanda.url, BRIDGE_MAPPINGS=str(settings.mappings_dir),
                      SERVICENOW_API_PASSWORD=API_PASSWORD)  # fmt: skip
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bridge", "worker"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = start_worker_process(env)
     yield process
-    for pid in [process.pid, *descendants(process.pid)]:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    process.wait()
+    kill_tree(process)
 
 
 def change(number: str, sys_id: str) -> dict:
@@ -97,22 +79,25 @@ def test_a_plan_is_created_on_time_while_another_changes_note_hangs(noting, work
     _, bigpanda, web = noting
     first = web.post("/webhooks/servicenow", json=change("CHG0040001", "a" * 32), headers=AUTH)
     assert first.status_code == 202
-    wait_for(lambda: len(slow_itsm.received) >= 1, 30)  # the first plan's note is in flight
+    # The first plan's note is in flight:
+    wait_for(lambda: len(slow_itsm.received) >= 1, 30, step=0.05)
     note_sent = time.monotonic()
 
     second = web.post("/webhooks/servicenow", json=change("CHG0040002", "b" * 32), headers=AUTH)
     assert second.status_code == 202
-    wait_for(lambda: {p["maintenance_key"] for p in bigpanda.plans()} >= {"CHG0040002"}, 10)
+    wait_for(
+        lambda: {p["maintenance_key"] for p in bigpanda.plans()} >= {"CHG0040002"}, 10, step=0.05
+    )
 
     # The second plan was made while ServiceNow still held the first note unanswered.
     assert time.monotonic() - note_sent < NOTE_STALL_SECONDS
 
 
 def test_the_notes_worker_stops_with_the_worker(worker):
-    wait_for(lambda: len(descendants(worker.pid)) >= 1, 30)  # the notes worker has started
+    wait_for(lambda: len(descendants(worker.pid)) >= 1, 30, step=0.05)  # the notes worker is up
     children = descendants(worker.pid)
 
     worker.send_signal(signal.SIGTERM)
     worker.wait(30)
 
-    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in children), 20)
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in children), 20, step=0.05)
