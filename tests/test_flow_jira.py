@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import json
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from bridge_harness import (
@@ -100,3 +100,30 @@ def test_a_signed_webhook_sent_over_a_day_ago_is_refused_as_a_replay(web, hours_
     assert answer.status_code == status, answer.json
     if status == 422:
         assert [e["field"] for e in answer.json["errors"]] == ["timestamp"]
+
+
+def test_a_server_offset_window_is_silenced_in_utc_and_its_cancel_deletes_it(web, work, bigpanda):
+    """Jira Server / Data Center sends dates in the server's zone (-0400 here): the plan holds
+    the same instants in UTC epoch seconds, and the cancel that follows deletes it."""
+    updated = sample_payload("jira", "jira_webhook_issue_updated_change.json", timedelta(hours=2))
+    canceled = sample_payload("jira", "jira_webhook_transition_canceled.json", timedelta(hours=2))
+    server = timezone(timedelta(hours=-4))
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=3)
+    fields = {
+        "customfield_10008": start.astimezone(server).strftime("%Y-%m-%dT%H:%M:%S.000%z"),
+        "customfield_10009": (start + timedelta(hours=2))
+        .astimezone(server)
+        .strftime("%Y-%m-%dT%H:%M:%S.000%z"),
+    }
+    updated["issue"]["fields"] = {**updated["issue"]["fields"], **fields}
+
+    assert send(web, updated).status_code == 202
+    work()
+    [plan] = bigpanda.plans()
+    cancel = send(web, canceled)
+    work()
+
+    assert "-0400" in fields["customfield_10008"]
+    assert (plan["start"], plan["end"]) == (int(start.timestamp()), int(start.timestamp()) + 7200)
+    assert (cancel.status_code, cancel.json["action"]) == (202, "remove")
+    assert bigpanda.plans() == []

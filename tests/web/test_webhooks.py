@@ -23,7 +23,6 @@ from bridge_harness import (
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from redis import connection as redis_connection
 
 from bridge.app import create_app
 from bridge.config import Settings
@@ -323,22 +322,26 @@ def test_a_jira_issue_without_summary_still_gets_its_plan(web, work, bigpanda):
     assert plan["name"] == "ITSM-1042: no summary"
 
 
-class CountingConnection(redis_connection.Connection):
-    """A real connection to the test Redis that counts what it sends: one send, one round trip
-    (a pipeline or a script is one)."""
+def counting(connection_class: type) -> type:
+    """The test Redis's own connection class (TCP or unix socket), counting what it sends: one
+    send, one round trip (a pipeline or a script is one)."""
 
-    sends = 0
+    class CountingConnection(connection_class):
+        sends = 0
 
-    def send_packed_command(self, command, check_health=True):
-        CountingConnection.sends += 1
-        return super().send_packed_command(command, check_health)
+        def send_packed_command(self, command, check_health=True):
+            CountingConnection.sends += 1
+            return super().send_packed_command(command, check_health)
+
+    return CountingConnection
 
 
 def test_a_webhook_costs_two_redis_round_trips_for_a_new_key_and_one_to_join(settings, redis_conn):
     """The ingest script, then RQ's enqueue in one pipeline; a key whose reconcile waits already
     joins it in the script alone (README, "Delivery guarantees")."""
-    kwargs = redis_conn.connection_pool.connection_kwargs
-    pool = redis.ConnectionPool(connection_class=CountingConnection, **kwargs)
+    own = redis_conn.connection_pool
+    CountingConnection = counting(own.connection_class)
+    pool = redis.ConnectionPool(connection_class=CountingConnection, **own.connection_kwargs)
     counted = redis.Redis(connection_pool=pool)
     web = create_app(settings, redis=counted).test_client()
     payload = servicenow_payload("servicenow_change_scheduled.json")
